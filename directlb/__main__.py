@@ -1,0 +1,3 @@
+from directlb.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,178 @@
+"""The ``directlb`` command: one CLI, one subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:9000)")
+    return host, int(port)
+
+
+def _instance(text: str) -> tuple[str, str]:
+    instance_id, sep, ip = text.partition("=")
+    if not sep or not instance_id or not ip:
+        raise argparse.ArgumentTypeError(f"{text!r} is not INSTANCE_ID=IP (e.g. ins-1=127.20.0.1)")
+    return instance_id, ip
+
+
+def _quota(text: str) -> tuple[str, int]:
+    name, sep, value = text.partition("=")
+    if not sep or not value.isdigit():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not QUOTA_ID=N (e.g. TOTAL_LISTENER_QUOTA=100)"
+        )
+    return name, int(value)
+
+
+def _add_emulator(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "clb-emulator",
+        help="run the Tencent Cloud CLB emulator (API 3.0, as the official SDK and tccli speak it)",
+    )
+    p.add_argument("--listen", type=_host_port, default=("127.0.0.1", 9000), metavar="HOST:PORT")
+    p.add_argument("--secret-id", required=True, metavar="ID")
+    p.add_argument("--secret-key", required=True, metavar="KEY")
+    p.add_argument("--region", default="ap-guangzhou")
+    p.add_argument(
+        "--state",
+        type=Path,
+        metavar="FILE.sqlite",
+        help="keep state in this SQLite file (survives kill -9); default: in memory",
+    )
+    p.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="wall seconds per modeled cloud second (0: instant)",
+    )
+    p.add_argument(
+        "--latency-model",
+        type=Path,
+        metavar="FILE",
+        help="JSON or TOML file overriding latency settings",
+    )
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="ACTION[:KIND]=PROBABILITY",
+        help="inject faults; KIND: internal, throttle, busy, drop, slow, taskfail",
+    )
+    p.add_argument("--seed", type=int, help="seed for ids and faults (reproducible runs)")
+    p.add_argument(
+        "--rate-limit",
+        type=int,
+        default=20,
+        metavar="N",
+        help="requests per cloud second per action (0: no limit)",
+    )
+    p.add_argument("--vpc-id", default="vpc-directlb")
+    p.add_argument(
+        "--vpc-cidr",
+        action="append",
+        metavar="CIDR",
+        help="a CIDR of the VPC (repeatable); default 127.17.0.0/16 and 127.20.0.0/16",
+    )
+    p.add_argument(
+        "--instance",
+        action="append",
+        type=_instance,
+        default=[],
+        metavar="INSTANCE_ID=IP",
+        help="a CVM instance targets may be bound by",
+    )
+    p.add_argument("--quota", action="append", type=_quota, default=[], metavar="QUOTA_ID=N")
+    p.add_argument(
+        "--slow-seconds",
+        type=float,
+        default=3.0,
+        help="wall seconds a 'slow' fault holds an answer back",
+    )
+    p.set_defaults(run=_run_emulator)
+
+
+def _emulator_config(args: argparse.Namespace) -> object:
+    from directlb.emulator.config import (
+        DEFAULT_QUOTAS,
+        DEFAULT_VPC_CIDRS,
+        EmulatorConfig,
+        FaultRule,
+        LatencyModel,
+    )
+
+    latency = LatencyModel.from_file(args.latency_model) if args.latency_model else LatencyModel()
+    return EmulatorConfig(
+        secret_id=args.secret_id,
+        secret_key=args.secret_key,
+        region=args.region,
+        time_scale=args.time_scale,
+        latency=latency,
+        quotas=DEFAULT_QUOTAS | dict(args.quota),
+        faults=tuple(FaultRule.parse(f) for f in args.fault),
+        seed=args.seed,
+        rate_limit=args.rate_limit,
+        slow_seconds=args.slow_seconds,
+        vpc_id=args.vpc_id,
+        vpc_cidrs=tuple(args.vpc_cidr) if args.vpc_cidr else DEFAULT_VPC_CIDRS,
+        state_path=args.state,
+        instances=dict(args.instance),
+    )
+
+
+def _run_emulator(args: argparse.Namespace) -> int:
+    from directlb.emulator.config import EmulatorConfig
+    from directlb.emulator.server import Emulator
+
+    try:
+        config = _emulator_config(args)
+    except (ValueError, OSError) as error:
+        print(f"directlb clb-emulator: {error}", file=sys.stderr)
+        return 2
+    assert isinstance(config, EmulatorConfig)
+
+    async def serve() -> None:
+        emulator = Emulator(config)
+        host, port = args.listen
+        await emulator.start(host, port)
+        print(
+            f"CLB emulator listening on http://{emulator.endpoint} region={config.region}",
+            flush=True,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await emulator.stop()
+
+    asyncio.run(serve())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="directlb", description=__doc__)
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_emulator(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+    )
+    return int(args.run(args))

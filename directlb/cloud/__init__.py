@@ -1,0 +1,1 @@
+"""The cloud port (typed values and a Protocol) and the Tencent CLB adapter."""

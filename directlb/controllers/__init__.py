@@ -1,0 +1,1 @@
+"""Reconcilers (service, ingress, readiness gates, webhook guardian) and their manager."""

@@ -1,0 +1,1 @@
+"""Pure: the diff of desired against observed state, as ordered, batched operations."""

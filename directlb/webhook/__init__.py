@@ -1,0 +1,1 @@
+"""The HTTPS admission server (AdmissionReview v1) and its certificate authority."""
