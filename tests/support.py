@@ -99,7 +99,11 @@ async def create_lb(client: clb_client_async.ClbClient, **params: Any) -> str:
 
 
 async def create_listener(
-    client: clb_client_async.ClbClient, lb_id: str, *, port: int, protocol: str = "TCP",
+    client: clb_client_async.ClbClient,
+    lb_id: str,
+    *,
+    port: int,
+    protocol: str = "TCP",
     **params: Any,
 ) -> str:
     answer = await done(
