@@ -160,11 +160,41 @@ def _run_emulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    bench = sub.add_parser("bench", help="benchmarks (figures recorded in docs/)")
+    kinds = bench.add_subparsers(dest="bench", required=True)
+    p = kinds.add_parser(
+        "emulator",
+        help="show the CLB emulator is never the bottleneck (Describe rate, 50k targets)",
+    )
+    p.add_argument("--clbs", type=int, default=500)
+    p.add_argument("--targets-per-clb", type=int, default=100)
+    p.add_argument(
+        "--big-listener",
+        type=int,
+        default=500,
+        help="targets on the listener whose DescribeTargets server time is measured",
+    )
+    p.add_argument("--calls", type=int, default=4000, help="Describe calls timed")
+    p.add_argument("--samples", type=int, default=200, help="DescribeTargets calls sampled")
+    p.add_argument("--concurrency", type=int, default=16, help="calls in flight per process")
+    p.add_argument("--processes", type=int, default=2, help="load-generating processes")
+    p.add_argument("--out", type=Path, metavar="DIR", help="write emulator.json and emulator.md")
+    p.set_defaults(run=_run_bench_emulator)
+
+
+def _run_bench_emulator(args: argparse.Namespace) -> int:
+    from directlb.bench.emulator import main as bench_main
+
+    return bench_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="directlb", description=__doc__)
     parser.add_argument("--log-level", default="INFO")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_emulator(sub)
+    _add_bench(sub)
     return parser
 
 
@@ -175,4 +205,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=args.log_level.upper(),
         format="ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
     )
+    # httpx logs every request at INFO; that is the SDK's chatter, not ours.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     return int(args.run(args))

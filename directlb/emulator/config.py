@@ -131,6 +131,8 @@ class EmulatorConfig:
         unknown = sorted(set(self.quotas) - set(DEFAULT_QUOTAS))
         if unknown:
             raise ValueError(f"unknown quota ids {unknown}; known: {sorted(DEFAULT_QUOTAS)}")
+        # An override names only the quotas it changes; the rest keep Tencent's defaults.
+        object.__setattr__(self, "quotas", DEFAULT_QUOTAS | self.quotas)
 
     def wall(self, cloud_seconds: float) -> float:
         """Wall seconds that ``cloud_seconds`` of modeled cloud time take."""

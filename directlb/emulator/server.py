@@ -180,8 +180,10 @@ class Emulator:
         action = request.headers.get("X-TC-Action", "")
         call = Call(request_id=request_id, action=action, cloud_seconds=self.config.latency.request)
         fault = ""
+        body = await request.read()
+        # Server time counts from a complete request to a ready answer: the emulator's own work.
+        processing = time.perf_counter()
         try:
-            body = await request.read()
             fault = self._admit(request, action, body) or ""
             if fault == "drop" and self.faults.rng.random() < 0.5:
                 raise _Dropped  # lost before the cloud saw it
@@ -206,10 +208,10 @@ class Emulator:
                 "RequestId": request_id,
             }
             code = "InternalError"
-        server_seconds = time.perf_counter() - started
+        server_seconds = time.perf_counter() - processing
         # Answer no sooner than the latency model says; a synchronous batch has already held
         # its CLB for its modeled time inside the handler.
-        remaining = self.config.wall(call.cloud_seconds) - server_seconds
+        remaining = self.config.wall(call.cloud_seconds) - (time.perf_counter() - started)
         if remaining > 0:
             await asyncio.sleep(remaining)
         if fault == "slow":
