@@ -349,7 +349,16 @@ class Actions:
         if token:
             earlier = [lb.lb_id for lb in self.store.lbs.values() if lb.client_token == token]
             if earlier:
-                return {"LoadBalancerIds": earlier, "DealName": ""}
+                # A retry gets the original answer, DealName included, so it can be polled.
+                deal = next(
+                    (
+                        t.deal_name
+                        for t in self.store.tasks.values()
+                        if t.deal_name and t.lb_ids == earlier
+                    ),
+                    "",
+                )
+                return {"LoadBalancerIds": earlier, "DealName": deal}
         quota_id = "TOTAL_OPEN_CLB_QUOTA" if lb_type == "OPEN" else "TOTAL_INTERNAL_CLB_QUOTA"
         current = sum(1 for lb in self.store.lbs.values() if lb.lb_type == lb_type)
         if current + number > self._quota(quota_id):

@@ -40,7 +40,9 @@ def tc3_signature(
     canonical_headers = "".join(
         f"{name}:{headers.get(name, '').strip()}\n" for name in signed_headers
     )
-    payload_hash = "UNSIGNED-PAYLOAD" if unsigned_payload else hashlib.sha256(payload).hexdigest()
+    # With X-TC-Content-SHA256: UNSIGNED-PAYLOAD the SDKs hash the literal string instead of
+    # the body (tencentcloud/common/abstract_client.py: payload = "UNSIGNED-PAYLOAD").
+    payload_hash = hashlib.sha256(b"UNSIGNED-PAYLOAD" if unsigned_payload else payload).hexdigest()
     canonical_request = "\n".join(
         [method, path, query, canonical_headers, ";".join(signed_headers), payload_hash]
     )
@@ -97,6 +99,11 @@ def verify(
         raise ApiError(
             "AuthFailure.SignatureFailure",
             "The credential scope date does not match X-TC-Timestamp.",
+        )
+    if match["service"] != "clb":
+        raise ApiError(
+            "AuthFailure.SignatureFailure",
+            f"The credential scope names service {match['service']!r}; this endpoint is clb.",
         )
     signed_headers = match["headers"].split(";")
     if "host" not in signed_headers or "content-type" not in signed_headers:

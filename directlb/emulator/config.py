@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -47,13 +48,20 @@ class LatencyModel:
         """Read a JSON or TOML file of ``name = seconds``; unknown names are an error."""
         text = path.read_text()
         data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected an object of name = seconds")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"{path}: unknown latency settings {unknown}; known: {sorted(known)}")
         values: dict[str, float] = {}
         for name, value in data.items():
-            if not isinstance(value, int | float) or value < 0:
+            # bool is an int to Python, and NaN/inf pass a "< 0" test: refuse them by name.
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not (math.isfinite(value) and value >= 0)
+            ):
                 raise ValueError(f"{path}: {name} must be a number of seconds >= 0")
             values[name] = float(value)
         return replace(cls(), **values)
@@ -124,10 +132,13 @@ class EmulatorConfig:
     health_checks: bool = True
 
     def __post_init__(self) -> None:
-        if self.time_scale < 0:
+        if not (math.isfinite(self.time_scale) and self.time_scale >= 0):
             raise ValueError("--time-scale must be >= 0")
         for cidr in self.vpc_cidrs:
-            ipaddress.ip_network(cidr)
+            try:
+                ipaddress.ip_network(cidr)
+            except ValueError as error:
+                raise ValueError(f"--vpc-cidr {cidr!r}: {error}") from None
         unknown = sorted(set(self.quotas) - set(DEFAULT_QUOTAS))
         if unknown:
             raise ValueError(f"unknown quota ids {unknown}; known: {sorted(DEFAULT_QUOTAS)}")

@@ -27,7 +27,12 @@ class Ids:
     """Resource and request ids shaped like Tencent's, reproducible under ``--seed``."""
 
     def __init__(self, store: Store, seed: int | None) -> None:
-        self._rng = random.Random(seed)
+        # Each start on the same state file draws from a new sequence: an id that was handed
+        # out and deleted before a restart is never handed out again (Tencent never reuses ids),
+        # while a run is still reproducible from its seed and the number of earlier starts.
+        starts = int(store.meta("starts") or 0) + 1
+        store.set_meta("starts", str(starts))
+        self._rng = random.Random(f"{seed}:{starts}" if seed is not None else None)
         self._used: set[str] = set()
         for lb in store.lbs.values():
             self._used.add(lb.lb_id)

@@ -76,7 +76,7 @@ class Params:
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             raise invalid_value(
                 self.name(key),
-                f"{value} is outside the range {lo}..{hi}",
+                f"{value} is outside the range {_bounds(lo, hi)}",
                 code="InvalidParameterValue.Range",
             )
         return value
@@ -133,3 +133,9 @@ class Params:
     def object(self, key: str) -> Params | None:
         value = self.data.get(key)
         return None if value is None else Params(value, self.name(key))
+
+
+def _bounds(lo: int | None, hi: int | None) -> str:
+    if lo is not None and hi is not None:
+        return f"{lo}..{hi}"
+    return f">= {lo}" if lo is not None else f"<= {hi}"

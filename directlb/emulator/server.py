@@ -99,6 +99,18 @@ def _kinds_for(action: str) -> tuple[str, ...]:
     return tuple(k for k in FAULT_KINDS if k in kinds)
 
 
+def _raise_injected(fault: str, action: str) -> None:
+    """Answer an injected error fault (after ``fault`` is known, so the ledger records it)."""
+    if fault == "internal":
+        raise ApiError("InternalError", "injected fault: internal error")
+    if fault == "throttle":
+        raise ApiError("RequestLimitExceeded", f"injected fault: {action} throttled")
+    if fault == "busy":
+        raise ApiError(
+            "FailedOperation.ResourceInOperating", "injected fault: resource in operation"
+        )
+
+
 class _Dropped(Exception):
     """The fault injector dropped this connection: no answer is sent."""
 
@@ -185,6 +197,7 @@ class Emulator:
         processing = time.perf_counter()
         try:
             fault = self._admit(request, action, body) or ""
+            _raise_injected(fault, action)
             if fault == "drop" and self.faults.rng.random() < 0.5:
                 raise _Dropped  # lost before the cloud saw it
             if fault == "taskfail":
@@ -268,16 +281,7 @@ class Emulator:
                 "RequestLimitExceeded",
                 f"{action} is limited to {self.rate.limit} requests per second.",
             )
-        fault = self.faults.pick(action)
-        if fault == "internal":
-            raise ApiError("InternalError", "injected fault: internal error")
-        if fault == "throttle":
-            raise ApiError("RequestLimitExceeded", f"injected fault: {action} throttled")
-        if fault == "busy":
-            raise ApiError(
-                "FailedOperation.ResourceInOperating", "injected fault: resource in operation"
-            )
-        return fault
+        return self.faults.pick(action)
 
     async def _dispatch(self, action: str, body: bytes, call: Call) -> dict[str, Any]:
         try:

@@ -229,7 +229,10 @@ class Store:
         if kind == "put_lb":
             doc = op["lb"]
             cur.execute(
-                "INSERT OR REPLACE INTO lbs (id, doc) VALUES (?, ?)",
+                # An upsert, not INSERT OR REPLACE: the row keeps its rowid, so a changed
+                # record keeps its place in every listing after a restart.
+                "INSERT INTO lbs (id, doc) VALUES (?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET doc = excluded.doc",
                 (doc["lb_id"], json.dumps(doc)),
             )
         elif kind == "del_lb":
@@ -239,7 +242,8 @@ class Store:
         elif kind == "put_listener":
             doc = op["listener"]
             cur.execute(
-                "INSERT OR REPLACE INTO listeners (id, lb_id, doc) VALUES (?, ?, ?)",
+                "INSERT INTO listeners (id, lb_id, doc) VALUES (?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET doc = excluded.doc",
                 (doc["listener_id"], doc["lb_id"], json.dumps(doc)),
             )
         elif kind == "del_listener":
@@ -249,7 +253,8 @@ class Store:
         elif kind == "put_rule":
             doc = op["rule"]
             cur.execute(
-                "INSERT OR REPLACE INTO rules (id, lb_id, listener_id, doc) VALUES (?, ?, ?, ?)",
+                "INSERT INTO rules (id, lb_id, listener_id, doc) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET doc = excluded.doc",
                 (doc["location_id"], doc["lb_id"], doc["listener_id"], json.dumps(doc)),
             )
         elif kind == "del_rule":
@@ -260,8 +265,9 @@ class Store:
             cur.execute("DELETE FROM rules WHERE id = ?", (op["location_id"],))
         elif kind == "put_targets":
             cur.executemany(
-                "INSERT OR REPLACE INTO targets (lb_id, listener_id, location_id, address, port,"
-                " doc) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO targets (lb_id, listener_id, location_id, address, port, doc)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (listener_id, location_id, address, port)"
+                " DO UPDATE SET doc = excluded.doc",
                 [
                     (
                         op["lb_id"],
@@ -337,7 +343,7 @@ class Store:
     # ----- loading -----------------------------------------------------------------------
 
     def _load(self) -> None:
-        for (doc,) in self.db.execute("SELECT doc FROM lbs"):
+        for (doc,) in self.db.execute("SELECT doc FROM lbs ORDER BY rowid"):
             lb = LoadBalancer(**json.loads(doc))
             self.lbs[lb.lb_id] = lb
         for (doc,) in self.db.execute("SELECT doc FROM listeners ORDER BY rowid"):
