@@ -170,7 +170,8 @@ class Actions:
             return rule
         if domain and url:
             for rule in listener.rules.values():
-                if rule.domain == domain and rule.url == url:
+                # Stored in lower case by CreateRule: domain names ignore case.
+                if rule.domain == domain.lower() and rule.url == url:
                     return rule
             raise location_not_found(listener.listener_id, f"{domain}{url}")
         if required:

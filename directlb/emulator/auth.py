@@ -78,7 +78,7 @@ def verify(
     match = _AUTH_RE.match(authorization.strip())
     if not match:
         raise ApiError(
-            "AuthFailure.SignatureFailure",
+            "AuthFailure.InvalidAuthorization",
             "The Authorization header is not a TC3-HMAC-SHA256 signature.",
         )
     if match["id"] != secret_id:

@@ -129,7 +129,6 @@ class EmulatorConfig:
     state_path: Path | None = None
     # CVM instances (InstanceId -> private IP) that targets may name instead of an EniIp.
     instances: dict[str, str] = field(default_factory=dict)
-    health_checks: bool = True
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.time_scale) and self.time_scale >= 0):

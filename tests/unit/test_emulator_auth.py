@@ -339,17 +339,17 @@ def _malformed(authorization: str) -> list[str]:
 
 
 @pytest.mark.parametrize("index", range(11))
-def test_malformed_authorization_is_signature_failure(index: int) -> None:
+def test_malformed_authorization_is_invalid_authorization(index: int) -> None:
     signed = sdk_sign()
     authorization = _malformed(signed.headers["authorization"])[index]
     error = rejected(signed.with_headers(authorization=authorization))
-    assert error.code == "AuthFailure.SignatureFailure"
+    assert error.code == "AuthFailure.InvalidAuthorization"
     assert "not a TC3-HMAC-SHA256 signature" in error.message
 
 
-def test_missing_authorization_is_signature_failure() -> None:
+def test_missing_authorization_is_invalid_authorization() -> None:
     error = rejected(sdk_sign().with_headers(authorization=None))
-    assert error.code == "AuthFailure.SignatureFailure"
+    assert error.code == "AuthFailure.InvalidAuthorization"
 
 
 def test_signed_headers_without_host_are_refused() -> None:
