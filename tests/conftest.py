@@ -39,3 +39,17 @@ async def clb(emulator: Emulator) -> AsyncIterator[clb_client_async.ClbClient]:
     client = support.async_client(emulator)
     yield client
     await client.close()
+
+
+@pytest.fixture
+async def fast(make_emulator: EmulatorFactory) -> Emulator:
+    """Time scale 0 (tasks end at once) and no rate limit: many calls in a short test."""
+    return await make_emulator(rate_limit=0, instances={"ins-1": "127.20.0.1"})
+
+
+@pytest.fixture
+async def client(fast: Emulator) -> AsyncIterator[clb_client_async.ClbClient]:
+    """An official async SDK client of the ``fast`` emulator."""
+    c = support.async_client(fast)
+    yield c
+    await c.close()

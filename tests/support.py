@@ -6,8 +6,10 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
 from tencentcloud.clb.v20180317 import clb_client, clb_client_async, models
 from tencentcloud.common import credential
+from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 
@@ -48,6 +50,17 @@ def sync_client(
     return clb_client.ClbClient(
         credential.Credential(secret_id, secret_key), REGION, profile(emulator.endpoint)
     )
+
+
+async def expect_error(call: Any, code: str, *needles: str) -> TencentCloudSDKException:
+    """Await ``call``; it must fail with exactly ``code`` and a message holding ``needles``."""
+    with pytest.raises(TencentCloudSDKException) as info:
+        await call
+    error = info.value
+    assert error.code == code, f"{error.code}: {error.message}"
+    for needle in needles:
+        assert needle in str(error.message), error.message
+    return error
 
 
 async def api(client: clb_client_async.ClbClient, action: str, **params: Any) -> dict[str, Any]:

@@ -9,15 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
 from tencentcloud.clb.v20180317 import clb_client_async, models
-from tencentcloud.common.exception.tencent_cloud_sdk_exception import (
-    TencentCloudSDKException,
-)
 
 from directlb.emulator.config import FaultRule
 from directlb.emulator.server import Emulator
@@ -25,30 +20,6 @@ from tests import support
 from tests.conftest import EmulatorFactory
 
 Client = clb_client_async.ClbClient
-
-
-@pytest.fixture
-async def fast(make_emulator: EmulatorFactory) -> Emulator:
-    """Time scale 0 (tasks end at once) and no rate limit: many calls in a short test."""
-    return await make_emulator(rate_limit=0, instances={"ins-1": "127.20.0.1"})
-
-
-@pytest.fixture
-async def client(fast: Emulator) -> AsyncIterator[Client]:
-    c = support.async_client(fast)
-    yield c
-    await c.close()
-
-
-async def expect_error(call: Any, code: str, *needles: str) -> TencentCloudSDKException:
-    """Await ``call``; it must fail with exactly ``code`` and a message holding ``needles``."""
-    with pytest.raises(TencentCloudSDKException) as info:
-        await call
-    error = info.value
-    assert error.code == code, f"{error.code}: {error.message}"
-    for needle in needles:
-        assert needle in str(error.message), error.message
-    return error
 
 
 def target_rows(listener_or_rule: dict[str, Any]) -> list[tuple[str, int, int]]:
@@ -214,7 +185,7 @@ async def test_client_token_makes_create_load_balancer_idempotent(client: Client
 
 
 async def test_internal_load_balancer_needs_a_subnet(client: Client) -> None:
-    await expect_error(
+    await support.expect_error(
         support.api(client, "CreateLoadBalancer", LoadBalancerType="INTERNAL"),
         "MissingParameter",
         "SubnetId",
@@ -252,7 +223,7 @@ async def test_delete_load_balancer_removes_it_and_everything_under_it(client: C
     assert (await support.wait_task(client, response.RequestId))["Status"] == 0
     remaining = await support.api(client, "DescribeLoadBalancers")
     assert [lb["LoadBalancerId"] for lb in remaining["LoadBalancerSet"]] == [keep]
-    await expect_error(
+    await support.expect_error(
         support.api(client, "DescribeListeners", LoadBalancerId=lb_id),
         "InvalidParameter.LBIdNotFound",
         lb_id,
@@ -416,7 +387,7 @@ async def test_delete_listener_and_delete_load_balancer_listeners(client: Client
     # Without ListenerIds every listener of the CLB goes.
     await support.done(client, "DeleteLoadBalancerListeners", LoadBalancerId=lb_id)
     assert await remaining() == []
-    await expect_error(
+    await support.expect_error(
         support.api(client, "DeleteLoadBalancerListeners", LoadBalancerId=lb_id),
         "FailedOperation.NoListenerInLB",
         lb_id,
@@ -700,7 +671,7 @@ async def test_targets_by_instance_id_from_config_and_from_the_registry(
     )
     backends = (await described_targets(client, lb_id))[listener_id]["Targets"]
     assert [(b["InstanceId"], b["Weight"]) for b in backends] == [("ins-1", 1)]
-    await expect_error(
+    await support.expect_error(
         support.api(
             client,
             "RegisterTargets",

@@ -21,16 +21,6 @@ from tests.conftest import EmulatorFactory
 Client = clb_client_async.ClbClient
 
 
-async def expect_error(call: Any, code: str, *needles: str) -> TencentCloudSDKException:
-    with pytest.raises(TencentCloudSDKException) as info:
-        await call
-    error = info.value
-    assert error.code == code, f"{error.code}: {error.message}"
-    for needle in needles:
-        assert needle in str(error.message), error.message
-    return error
-
-
 async def ledger(emulator: Emulator, *, since: int = 0) -> list[dict[str, Any]]:
     async with httpx.AsyncClient() as http:
         answer = await http.get(f"http://{emulator.endpoint}/_emulator/ledger?since={since}")
@@ -60,7 +50,9 @@ async def test_internal_fault(make_emulator: EmulatorFactory) -> None:
     )
     async with support.async_client(emulator) as client:
         for _ in range(3):
-            await expect_error(support.api(client, "DescribeLoadBalancers"), "InternalError")
+            await support.expect_error(
+                support.api(client, "DescribeLoadBalancers"), "InternalError"
+            )
         # Other actions are untouched.
         lb_id = await support.create_lb(client)
         assert lb_id.startswith("lb-")
@@ -74,7 +66,7 @@ async def test_throttle_fault(make_emulator: EmulatorFactory) -> None:
         make_emulator, FaultRule(action="DescribeQuota", probability=1.0, kind="throttle")
     )
     async with support.async_client(emulator) as client:
-        await expect_error(
+        await support.expect_error(
             support.api(client, "DescribeQuota"), "RequestLimitExceeded", "DescribeQuota"
         )
         assert (await support.api(client, "DescribeLoadBalancers"))["TotalCount"] == 0
@@ -92,7 +84,7 @@ async def test_busy_fault_refuses_a_mutation_and_changes_nothing(
     async with support.async_client(emulator) as client:
         lb_id = await support.create_lb(client)
         listener_id = await support.create_listener(client, lb_id, port=80)
-        await expect_error(
+        await support.expect_error(
             support.api(
                 client,
                 "RegisterTargets",
@@ -230,7 +222,7 @@ async def test_ledger_records_every_call(make_emulator: EmulatorFactory) -> None
             ListenerId=listener_id,
             Targets=[{"EniIp": "127.17.0.1", "Port": 80}, {"EniIp": "127.17.0.2", "Port": 80}],
         )
-        await expect_error(
+        await support.expect_error(
             support.api(client, "DescribeListeners", LoadBalancerId="lb-nothere"),
             "InvalidParameter.LBIdNotFound",
         )
@@ -297,7 +289,7 @@ async def test_ledger_summary_counts_faults_and_refusals_by_code(
     )
     async with support.async_client(emulator) as client:
         for _ in range(2):
-            await expect_error(support.api(client, "DescribeQuota"), "InternalError")
+            await support.expect_error(support.api(client, "DescribeQuota"), "InternalError")
         results = await asyncio.gather(
             *(support.api(client, "DescribeLoadBalancers") for _ in range(5)),
             return_exceptions=True,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -16,33 +15,10 @@ from tencentcloud.common.exception.tencent_cloud_sdk_exception import (
     TencentCloudSDKException,
 )
 
-from directlb.emulator.server import Emulator
 from tests import support
 from tests.conftest import EmulatorFactory
 
 Client = clb_client_async.ClbClient
-
-
-@pytest.fixture
-async def fast(make_emulator: EmulatorFactory) -> Emulator:
-    return await make_emulator(rate_limit=0)
-
-
-@pytest.fixture
-async def client(fast: Emulator) -> AsyncIterator[Client]:
-    c = support.async_client(fast)
-    yield c
-    await c.close()
-
-
-async def expect_error(call: Any, code: str, *needles: str) -> TencentCloudSDKException:
-    with pytest.raises(TencentCloudSDKException) as info:
-        await call
-    error = info.value
-    assert error.code == code, f"{error.code}: {error.message}"
-    for needle in needles:
-        assert needle in str(error.message), error.message
-    return error
 
 
 async def snapshot(client: Client, *lb_ids: str) -> dict[str, Any]:
@@ -116,7 +92,7 @@ async def test_a_clb_running_a_task_refuses_other_mutations_but_not_other_clbs(
             ("DeleteLoadBalancer", {"LoadBalancerIds": [busy]}),
         ]
         for action, params in refused:
-            await expect_error(
+            await support.expect_error(
                 support.api(client, action, **params),
                 "FailedOperation.ResourceInOperating",
                 busy,
@@ -173,7 +149,7 @@ async def test_a_synchronous_batch_holds_the_clb_while_it_runs(
             )
         )
         await support.wait_until(lambda: lb_id in emulator.engine.busy, timeout=10)
-        await expect_error(
+        await support.expect_error(
             support.api(client, "DeleteListener", LoadBalancerId=lb_id, ListenerId=listener_id),
             "FailedOperation.ResourceInOperating",
             lb_id,
@@ -198,7 +174,7 @@ async def test_at_most_20_targets_per_register_and_deregister(client: Client) ->
     )
     before = await snapshot(client, lb_id)
     for action in ("RegisterTargets", "DeregisterTargets"):
-        await expect_error(
+        await support.expect_error(
             support.api(
                 client,
                 action,
@@ -210,7 +186,7 @@ async def test_at_most_20_targets_per_register_and_deregister(client: Client) ->
             "Targets",
             "20",
         )
-    await expect_error(
+    await support.expect_error(
         support.api(
             client,
             "ModifyTargetWeight",
@@ -244,7 +220,7 @@ async def test_at_most_500_targets_per_batch_register_and_deregister(
         before = await snapshot(client, lb_id)
         too_many = [t | {"ListenerId": listener_id} for t in eni_targets(501)]
         for action in ("BatchRegisterTargets", "BatchDeregisterTargets"):
-            await expect_error(
+            await support.expect_error(
                 support.api(client, action, LoadBalancerId=lb_id, Targets=too_many),
                 "LimitExceeded",
                 "Targets",
@@ -276,7 +252,7 @@ async def test_batch_modify_target_weight_limits(make_emulator: EmulatorFactory)
             return {"ListenerId": listener_id, "Weight": 1, "Targets": targets}
 
         # More than 100 entries.
-        await expect_error(
+        await support.expect_error(
             support.api(
                 client,
                 "BatchModifyTargetWeight",
@@ -288,7 +264,7 @@ async def test_batch_modify_target_weight_limits(make_emulator: EmulatorFactory)
             "100",
         )
         # More than 50 targets in one entry.
-        await expect_error(
+        await support.expect_error(
             support.api(
                 client,
                 "BatchModifyTargetWeight",
@@ -300,7 +276,7 @@ async def test_batch_modify_target_weight_limits(make_emulator: EmulatorFactory)
             "50",
         )
         # More than 500 targets in all (11 entries of 50).
-        await expect_error(
+        await support.expect_error(
             support.api(
                 client,
                 "BatchModifyTargetWeight",
@@ -325,7 +301,7 @@ async def test_batch_modify_target_weight_limits(make_emulator: EmulatorFactory)
 async def test_describe_and_delete_id_limits(client: Client) -> None:
     lb_id, listener_id = await lb_with_listener(client)
     before = await snapshot(client, lb_id)
-    await expect_error(
+    await support.expect_error(
         support.api(
             client, "DescribeLoadBalancers", LoadBalancerIds=[f"lb-{i:08d}" for i in range(21)]
         ),
@@ -339,7 +315,7 @@ async def test_describe_and_delete_id_limits(client: Client) -> None:
         LoadBalancerIds=[lb_id] + [f"lb-{i:08d}" for i in range(19)],
     )
     assert ok["TotalCount"] == 1
-    await expect_error(
+    await support.expect_error(
         support.api(
             client,
             "DescribeTargets",
@@ -350,7 +326,7 @@ async def test_describe_and_delete_id_limits(client: Client) -> None:
         "ListenerIds",
         "20",
     )
-    await expect_error(
+    await support.expect_error(
         support.api(client, "DescribeTargetHealth", LoadBalancerIds=[lb_id] * 31),
         "LimitExceeded",
         "LoadBalancerIds",
@@ -379,7 +355,7 @@ async def test_listener_quota_per_clb(make_emulator: EmulatorFactory) -> None:
             client, "CreateListener", LoadBalancerId=lb_id, Ports=[80, 81], Protocol="TCP"
         )
         before = await snapshot(client, lb_id)
-        await expect_error(
+        await support.expect_error(
             support.api(
                 client, "CreateListener", LoadBalancerId=lb_id, Ports=[82, 83], Protocol="TCP"
             ),
@@ -387,7 +363,7 @@ async def test_listener_quota_per_clb(make_emulator: EmulatorFactory) -> None:
             "3",
         )
         # More ports in one call than the quota allows at all.
-        await expect_error(
+        await support.expect_error(
             support.api(
                 client, "CreateListener", LoadBalancerId=lb_id, Ports=[1, 2, 3, 4], Protocol="UDP"
             ),
@@ -398,7 +374,7 @@ async def test_listener_quota_per_clb(make_emulator: EmulatorFactory) -> None:
         await support.done(
             client, "CreateListener", LoadBalancerId=lb_id, Ports=[82], Protocol="UDP"
         )
-        await expect_error(
+        await support.expect_error(
             support.api(client, "CreateListener", LoadBalancerId=lb_id, Ports=[84], Protocol="TCP"),
             "LimitExceeded",
         )
@@ -419,7 +395,7 @@ async def test_rule_quota_per_listener(make_emulator: EmulatorFactory) -> None:
             Rules=[{"Domain": "a.example.com", "Url": "/"}],
         )
         before = await snapshot(client, lb_id)
-        await expect_error(
+        await support.expect_error(
             support.api(
                 client,
                 "CreateRule",
@@ -488,7 +464,7 @@ async def test_target_quota_per_listener_and_per_rule(make_emulator: EmulatorFac
             Targets=targets[:3],
         )
         before = await snapshot(client, lb_id)
-        await expect_error(
+        await support.expect_error(
             support.api(
                 client,
                 "RegisterTargets",
@@ -500,7 +476,7 @@ async def test_target_quota_per_listener_and_per_rule(make_emulator: EmulatorFac
             l4,
             "3",
         )
-        await expect_error(
+        await support.expect_error(
             support.api(
                 client,
                 "RegisterTargets",
@@ -575,7 +551,7 @@ async def test_load_balancer_quota(make_emulator: EmulatorFactory) -> None:
     emulator = await make_emulator(rate_limit=0, quotas={"TOTAL_OPEN_CLB_QUOTA": 2})
     async with support.async_client(emulator) as client:
         await support.create_lb(client)
-        await expect_error(
+        await support.expect_error(
             support.api(client, "CreateLoadBalancer", LoadBalancerType="OPEN", Number=2),
             "LimitExceeded",
             "2",
