@@ -62,7 +62,8 @@ class StatusError(Exception):
 
     ``reason`` is the Status reason (``Invalid``, ``Conflict``, ``BadRequest``,
     ``InternalError``, ``Forbidden`` …); ``causes`` are ``{"field", "reason", "message"}``
-    entries for ``details.causes``.
+    entries for ``details.causes``; ``details`` holds the other Status details (``name``,
+    ``group``, ``kind``).
     """
 
     def __init__(
@@ -72,12 +73,16 @@ class StatusError(Exception):
         message: str,
         *,
         causes: list[dict[str, str]] | None = None,
+        details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.reason = reason
         self.message = message
         self.causes = causes or []
+        # Extra ``details`` fields (``name``, ``group``, ``kind``, ``retryAfterSeconds``); the
+        # server adds ``causes`` itself.
+        self.details = details or {}
 
 
 class AdmissionDenied(StatusError):
