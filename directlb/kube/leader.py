@@ -70,13 +70,17 @@ class LeaderElector:
                 await self._acquire()
                 leading = asyncio.create_task(lead(), name="leader-work")
                 renewing = asyncio.create_task(self._renew_until_lost(), name="lease-renew")
-                done, _pending = await asyncio.wait(
-                    {leading, renewing}, return_when=asyncio.FIRST_COMPLETED
-                )
-                for task in (leading, renewing):
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                try:
+                    done, _pending = await asyncio.wait(
+                        {leading, renewing}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    # Also when we are cancelled: a renewer left running would keep a dead
+                    # replica's lease alive.
+                    for task in (leading, renewing):
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
                 self.is_leader = False
                 if leading in done and leading.exception() is None:
                     return  # the work ended by itself: nothing left to lead
