@@ -1,0 +1,304 @@
+"""The Tencent Cloud CLB adapter: :class:`CloudLoadBalancers` on the official async SDK.
+
+Concurrency: a CLB takes one mutation at a time, so everything that changes one CLB (a plan,
+a deletion) holds that CLB's lock; different CLBs progress in parallel, at most
+``config.concurrency`` at once when :meth:`sync` works on many. Reads take no lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from directlb.cloud.api import ClbApi, SdkSender, Sender, sdk_client
+from directlb.cloud.apply import PlanRunner
+from directlb.cloud.cache import ObservedCache
+from directlb.cloud.config import SyncStrategy, TencentConfig
+from directlb.cloud.errors import (
+    INVALID_DESIRED,
+    NOT_READY,
+    CloudError,
+    StalePlan,
+)
+from directlb.cloud.metrics import CallObserver
+from directlb.cloud.observe import read_full, read_health, read_per_target, read_structure
+from directlb.cloud.port import (
+    DesiredLoadBalancer,
+    LoadBalancer,
+    LoadBalancerSpec,
+    LoadBalancerType,
+    SyncResult,
+    Tags,
+    TargetHealth,
+)
+from directlb.cloud.wire import parse_load_balancer
+from directlb.plan.diff import diff, index_desired
+from directlb.plan.ops import Plan
+from directlb.plan.state import LoadBalancerState
+
+log = logging.getLogger("directlb.cloud")
+
+# Observe-plan-apply rounds per CLB and sync when plans keep going stale.
+MAX_SYNC_ROUNDS = 3
+MAX_TAG_FILTERS = 10
+DESCRIBE_PAGE = 100
+
+
+class TencentLoadBalancers:
+    """Tencent Cloud CLB behind the cloud port. Use as ``async with``, or call ``aclose()``.
+
+    ``send`` replaces the SDK (tests use a fake); ``observer`` receives per-call metrics.
+    """
+
+    def __init__(
+        self,
+        config: TencentConfig,
+        *,
+        observer: CallObserver | None = None,
+        send: Sender | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self._sdk: SdkSender | None = None
+        if send is None:
+            self._sdk = SdkSender(sdk_client(config))
+            send = self._sdk
+        self.api = ClbApi(send=send, timing=config.timing, observer=observer, rng=rng)
+        self.cache = ObservedCache(ttl=config.timing.cache_ttl)
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._slots = asyncio.Semaphore(config.concurrency)
+
+    @property
+    def strategy(self) -> SyncStrategy:
+        return self.config.strategy
+
+    async def __aenter__(self) -> TencentLoadBalancers:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._sdk is not None:
+            await self._sdk.close()
+
+    def _lock(self, lb_id: str) -> asyncio.Lock:
+        lock = self._locks.get(lb_id)
+        if lock is None:
+            lock = self._locks[lb_id] = asyncio.Lock()
+        return lock
+
+    # ----- load balancers ---------------------------------------------------------------------
+
+    async def ensure_load_balancer(self, spec: LoadBalancerSpec) -> LoadBalancer:
+        if spec.existing_id:
+            found = await self._describe_lb(spec.existing_id)
+            if found is None:
+                raise CloudError(
+                    code="InvalidParameter.LBIdNotFound",
+                    message=f"load balancer {spec.existing_id} does not exist in "
+                    f"{self.config.region}",
+                    action="DescribeLoadBalancers",
+                    lb_id=spec.existing_id,
+                )
+            return await self._wait_ready(found)
+        owned = await self.find_load_balancers(spec.tags)
+        if owned:
+            # Two would mean a bug or a human; the oldest id is the stable choice.
+            return await self._wait_ready(min(owned, key=lambda lb: lb.lb_id))
+        return await self._create(spec)
+
+    async def _create(self, spec: LoadBalancerSpec) -> LoadBalancer:
+        params: dict[str, Any] = {
+            "LoadBalancerType": str(spec.type),
+            "LoadBalancerName": spec.name[:60],
+            "Tags": [{"TagKey": k, "TagValue": v} for k, v in spec.tags],
+            # Makes our own retries of this call (after a lost answer) idempotent. A crash
+            # before the answer is covered by the tags: the next run finds the CLB by them.
+            "ClientToken": uuid.uuid4().hex,
+        }
+        if self.config.vpc_id:
+            params["VpcId"] = self.config.vpc_id
+        if spec.type is LoadBalancerType.INTERNAL:
+            params["SubnetId"] = spec.subnet_id
+        answer = await self.api.call("CreateLoadBalancer", params)
+        lb_id = str(answer["LoadBalancerIds"][0])
+        await self.api.wait_task(
+            action="CreateLoadBalancer", deal_name=str(answer.get("DealName") or ""), lb_id=lb_id
+        )
+        log.info("event=load_balancer_created lb=%s name=%s", lb_id, spec.name)
+        created = await self._describe_lb(lb_id)
+        if created is None:
+            raise CloudError(
+                code=NOT_READY,
+                message=f"{lb_id} was created but is not listed",
+                action="DescribeLoadBalancers",
+                lb_id=lb_id,
+            )
+        return await self._wait_ready(created)
+
+    async def find_load_balancers(self, tags: Tags) -> list[LoadBalancer]:
+        filters = [{"Name": f"tag:{k}", "Values": [v]} for k, v in tags[:MAX_TAG_FILTERS]]
+        found: list[LoadBalancer] = []
+        offset = 0
+        while True:
+            params: dict[str, Any] = {"Offset": offset, "Limit": DESCRIBE_PAGE}
+            if filters:
+                params["Filters"] = filters
+            answer = await self.api.call("DescribeLoadBalancers", params)
+            page = [parse_load_balancer(d) for d in answer.get("LoadBalancerSet") or ()]
+            found += page
+            offset += len(page)
+            if not page or offset >= int(answer.get("TotalCount") or 0):
+                break
+        return [lb for lb in found if all(lb.tag(k) == v for k, v in tags)]
+
+    async def _describe_lb(self, lb_id: str) -> LoadBalancer | None:
+        answer = await self.api.call("DescribeLoadBalancers", {"LoadBalancerIds": [lb_id]})
+        for doc in answer.get("LoadBalancerSet") or ():
+            if doc.get("LoadBalancerId") == lb_id:
+                return parse_load_balancer(doc)
+        return None
+
+    async def _wait_ready(self, lb: LoadBalancer) -> LoadBalancer:
+        timing = self.config.timing
+        waited = 0.0
+        delay = timing.poll_first
+        while not lb.ready:
+            if waited >= timing.task_timeout:
+                raise CloudError(
+                    code=NOT_READY,
+                    message=f"{lb.lb_id} still not ready after {waited:g}s",
+                    action="DescribeLoadBalancers",
+                    lb_id=lb.lb_id,
+                )
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(delay * timing.poll_factor, timing.poll_cap)
+            found = await self._describe_lb(lb.lb_id)
+            if found is None:
+                raise CloudError(
+                    code="InvalidParameter.LBIdNotFound",
+                    message=f"{lb.lb_id} disappeared while being created",
+                    action="DescribeLoadBalancers",
+                    lb_id=lb.lb_id,
+                )
+            lb = found
+        return lb
+
+    async def delete_load_balancer(self, lb_id: str) -> None:
+        async with self._lock(lb_id):
+            self.cache.invalidate(lb_id)
+            try:
+                await self.api.mutate(
+                    "DeleteLoadBalancer", {"LoadBalancerIds": [lb_id]}, lb_id=lb_id
+                )
+            except CloudError as error:
+                if error.code != "InvalidParameter.LBIdNotFound":
+                    raise
+            log.info("event=load_balancer_deleted lb=%s", lb_id)
+
+    # ----- state ------------------------------------------------------------------------------
+
+    async def observe(self, lb_id: str, *, fresh: bool = False) -> LoadBalancerState:
+        if not fresh:
+            cached = self.cache.get(lb_id)
+            if cached is not None:
+                return cached
+        state = await read_full(self.api, lb_id)
+        self.cache.observed(state)
+        return state
+
+    async def apply(self, plan: Plan) -> LoadBalancerState:
+        cached = self.cache.get(plan.lb_id)
+        return await self._apply(plan, state=cached, complete=cached is not None)
+
+    async def _apply(
+        self, plan: Plan, *, state: LoadBalancerState | None, complete: bool
+    ) -> LoadBalancerState:
+        """Run ``plan`` from ``state`` (None: read the CLB's listeners first) under the lock."""
+        async with self._lock(plan.lb_id):
+            if state is None:
+                state = await read_structure(self.api, plan.lb_id)
+            runner = PlanRunner(api=self.api, state=state, complete=complete)
+            try:
+                result = await runner.run(plan)
+            except BaseException:
+                self.cache.invalidate(plan.lb_id)
+                raise
+            if runner.complete:
+                self.cache.written(result)
+            else:
+                self.cache.invalidate(plan.lb_id)
+            log.info(
+                "event=plan_applied lb=%s operations=%d calls=%s",
+                plan.lb_id,
+                len(plan),
+                plan.summary(),
+            )
+            return result
+
+    async def target_health(self, lb_ids: Sequence[str]) -> dict[str, tuple[TargetHealth, ...]]:
+        return await read_health(self.api, lb_ids)
+
+    # ----- sync -------------------------------------------------------------------------------
+
+    async def sync(self, desired: Sequence[DesiredLoadBalancer]) -> list[SyncResult]:
+        if self.strategy.parallel:
+            return list(await asyncio.gather(*(self._sync_slot(d) for d in desired)))
+        return [await self._sync_one(d) for d in desired]
+
+    async def _sync_slot(self, desired: DesiredLoadBalancer) -> SyncResult:
+        async with self._slots:
+            return await self._sync_one(desired)
+
+    async def _sync_one(self, desired: DesiredLoadBalancer) -> SyncResult:
+        try:
+            index_desired(desired.listeners)
+        except ValueError as error:  # the desired state contradicts itself
+            invalid = CloudError(code=INVALID_DESIRED, message=str(error), lb_id=desired.lb_id)
+            return SyncResult(desired.lb_id, error=invalid)
+        try:
+            return await self._converge(desired)
+        except CloudError as error:
+            log.warning(
+                "event=sync_failed lb=%s code=%s message=%s", desired.lb_id, error.code, error
+            )
+            return SyncResult(desired.lb_id, error=error)
+
+    async def _converge(self, desired: DesiredLoadBalancer) -> SyncResult:
+        """Observe, plan, apply; observe and plan again if the plan went stale."""
+        for rounds in range(1, MAX_SYNC_ROUNDS + 1):
+            state, complete = await self._observe_for_sync(desired)
+            plan = diff(
+                desired=desired.listeners,
+                observed=state,
+                scope=desired.scope,
+                batching=self.strategy.batching,
+            )
+            if not plan:
+                return SyncResult(desired.lb_id, rounds=rounds)
+            try:
+                await self._apply(plan, state=state, complete=complete)
+            except StalePlan as stale:
+                log.info("event=plan_stale lb=%s reason=%s", desired.lb_id, stale.message)
+                self.cache.invalidate(desired.lb_id)
+                continue
+            return SyncResult(desired.lb_id, operations=len(plan), rounds=rounds)
+        raise StalePlan(
+            message=f"the plan went stale {MAX_SYNC_ROUNDS} times in a row",
+            action="sync",
+            lb_id=desired.lb_id,
+        )
+
+    async def _observe_for_sync(
+        self, desired: DesiredLoadBalancer
+    ) -> tuple[LoadBalancerState, bool]:
+        if self.strategy.per_target_queries:
+            state = await read_per_target(self.api, desired.lb_id, desired=desired.listeners)
+            return state, False
+        return await self.observe(desired.lb_id), True

@@ -1,0 +1,48 @@
+"""Client-side throttling against the emulator's real rate limit (per action per cloud second).
+
+At time scale 0.1 the emulator admits 20 calls per action per 0.1 s (200/s); the adapter's
+token bucket, scaled the same way, keeps under it. Without the bucket, the same burst is
+refused with RequestLimitExceeded, and the retries still get every call through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+from directlb.cloud import CallCounter, Timing
+from tests.conftest import EmulatorFactory
+from tests.integration.cloud_support import adapter, ensure_all, ledger_summary
+
+BURST = 60
+
+
+async def burst(make_emulator: EmulatorFactory, timing: Timing) -> tuple[int, CallCounter]:
+    emulator = await make_emulator(time_scale=0.1, rate_limit=20)
+    counter = CallCounter()
+    async with adapter(emulator, timing=timing, observer=counter) as clb:
+        (lb_id,) = (await ensure_all(clb, ["paced"])).values()
+        since = (await ledger_summary(emulator))["last"]
+        await asyncio.gather(*(clb.observe(lb_id, fresh=True) for _ in range(BURST)))
+    row = (await ledger_summary(emulator, since=since))["actions"]["DescribeListeners"]
+    assert row["calls"] - sum(row["errors"].values()) == BURST  # every call got through
+    return row["errors"].get("RequestLimitExceeded", 0), counter
+
+
+async def test_the_token_bucket_keeps_a_burst_under_the_rate_limit(
+    make_emulator: EmulatorFactory,
+) -> None:
+    # 80% of the emulator's 200/s leaves room for calls that arrive bunched up.
+    paced = replace(Timing().scaled(0.1), rate=160.0)
+    refused, counter = await burst(make_emulator, paced)
+    assert refused <= 2
+    assert counter.calls[("DescribeListeners", "Success")] == BURST
+
+
+async def test_without_the_bucket_the_cloud_refuses_and_retries_recover(
+    make_emulator: EmulatorFactory,
+) -> None:
+    unpaced = replace(Timing().scaled(0.1), rate=0.0)
+    refused, counter = await burst(make_emulator, unpaced)
+    assert refused >= BURST // 3
+    assert counter.retries["RequestLimitExceeded"] == refused
