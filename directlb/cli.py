@@ -167,6 +167,78 @@ def _run_emulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_sim(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "sim",
+        help="run the cluster simulator: a Kubernetes API server kubectl and lightkube use",
+    )
+    p.add_argument("--listen", type=_host_port, default=("127.0.0.1", 6443), metavar="HOST:PORT")
+    p.add_argument(
+        "--kubeconfig-out",
+        type=Path,
+        metavar="FILE",
+        help="write a kubeconfig for this server (token and CA included)",
+    )
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="keep objects, token and certificates here: a restart resumes the cluster and a "
+        "kubeconfig stays valid",
+    )
+    p.add_argument("--token", help="the bearer token clients must send (default: random)")
+    p.add_argument(
+        "--git-version", default="v1.32.4", help="the version /version reports (vMAJOR.MINOR.PATCH)"
+    )
+    p.add_argument("--insecure-http", action="store_true", help="serve plain HTTP instead of HTTPS")
+    p.add_argument(
+        "--watch-history",
+        type=int,
+        default=5000,
+        metavar="N",
+        help="events kept per resource for watches to resume from (older: 410 Gone)",
+    )
+    p.set_defaults(run=_run_sim)
+
+
+def _sim_config(args: argparse.Namespace) -> object:
+    from directlb.sim.server import SimConfig
+
+    return SimConfig(
+        token=args.token,
+        git_version=args.git_version,
+        tls=not args.insecure_http,
+        state_dir=args.state_dir,
+        history_size=args.watch_history,
+    )
+
+
+def _run_sim(args: argparse.Namespace) -> int:
+    from directlb.sim.server import ApiServer, SimConfig
+
+    config = _sim_config(args)
+    assert isinstance(config, SimConfig)
+
+    async def serve() -> None:
+        server = ApiServer(config)
+        host, port = args.listen
+        await server.start(host, port)
+        if args.kubeconfig_out:
+            server.write_kubeconfig(args.kubeconfig_out)
+        print(f"Kubernetes API server (simulated) listening on {server.url}", flush=True)
+        if args.kubeconfig_out:
+            print(f"kubeconfig written to {args.kubeconfig_out}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await server.stop()
+
+    asyncio.run(serve())
+    return 0
+
+
 def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bench = sub.add_parser("bench", help="benchmarks (figures recorded in docs/)")
     kinds = bench.add_subparsers(dest="bench", required=True)
@@ -201,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_emulator(sub)
+    _add_sim(sub)
     _add_bench(sub)
     return parser
 

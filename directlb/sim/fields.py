@@ -1,0 +1,66 @@
+"""Unknown fields: dropped, warned about or refused, as ``fieldValidation`` asks.
+
+The real server decodes a body into its Go type (or prunes a custom resource to its structural
+schema), so a field the schema does not know is never stored. ``fieldValidation`` says what the
+client hears about it: ``Ignore`` nothing, ``Warn`` (the default) a ``Warning`` header per
+field, ``Strict`` a 400 (what ``kubectl apply`` asks for by default, so a typo in a manifest is
+an error rather than silently lost). Schemas come from ``schema_catalog``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from directlb.sim.contracts import Obj, ResourceKey, StatusError
+from directlb.sim.schema_catalog import SchemaNode, root_node
+
+MODES = ("Ignore", "Warn", "Strict")
+_ALWAYS_KEPT = frozenset({"apiVersion", "kind", "metadata"})
+
+
+def _prune(value: Any, node: SchemaNode, path: str, found: list[str]) -> None:
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            _prune(item, node.items(), f"{path}[{index}]", found)
+        return
+    if not isinstance(value, dict):
+        return
+    # Only an object that lists its properties (and allows nothing else) has unknown fields.
+    closed = bool(node.properties) and node.additional is None and not node.preserve_unknown
+    for name in list(value):
+        if closed and not node.has_field(name) and not (not path and name in _ALWAYS_KEPT):
+            found.append(f"{path}.{name}" if path else name)
+            del value[name]
+            continue
+        if closed or node.additional is not None:
+            _prune(value[name], node.child(name), f"{path}.{name}" if path else name, found)
+
+
+def drop_unknown(obj: Obj, key: ResourceKey, schema: Obj | None) -> list[str]:
+    """Remove the fields ``obj`` has that its schema does not; return their paths."""
+    found: list[str] = []
+    _prune(obj, root_node(key, schema), "", found)
+    return found
+
+
+def check(obj: Obj, key: ResourceKey, schema: Obj | None, *, mode: str) -> list[str]:
+    """Apply ``fieldValidation``: the warnings to send, or a 400 under ``Strict``."""
+    if mode not in MODES:
+        raise StatusError(
+            400,
+            "BadRequest",
+            f'fieldValidation: Unsupported value: "{mode}": supported values: '
+            '"Ignore", "Strict", "Warn"',
+        )
+    unknown = drop_unknown(obj, key, schema)
+    if not unknown:
+        return []
+    if mode == "Strict":
+        fields = ", ".join(f'unknown field "{f}"' for f in unknown)
+        raise StatusError(
+            400,
+            "BadRequest",
+            f'{key.kind} in version "{key.version}" cannot be handled as a {key.kind}: '
+            f"strict decoding error: {fields}",
+        )
+    return [f'unknown field "{f}"' for f in unknown] if mode == "Warn" else []

@@ -1,0 +1,3 @@
+"""Fixtures for the integration tests of the cluster simulator's API server."""
+
+from tests.sim_support import kube, kubectl, sim, sim_http  # noqa: F401
