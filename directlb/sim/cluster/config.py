@@ -35,7 +35,10 @@ class ClusterConfig:
     def __post_init__(self) -> None:
         for cidr in (self.node_cidr, self.eni_pod_cidr, self.cluster_cidr, self.service_cidr):
             network = ipaddress.ip_network(cidr)
-            if not network.subnet_of(ipaddress.ip_network("127.0.0.0/8")):
+            if not (
+                isinstance(network, ipaddress.IPv4Network)
+                and network.subnet_of(ipaddress.IPv4Network("127.0.0.0/8"))
+            ):
                 raise ValueError(f"{cidr}: every simulated address must be on loopback")
         low, high = self.node_port_range
         if not 1 <= low <= high <= 65535:
