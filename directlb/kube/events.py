@@ -1,0 +1,211 @@
+"""Kubernetes Events, recorded the way client-go's recorder does, without ever blocking.
+
+A reconciler calls :meth:`EventRecorder.event` and moves on: the event is queued and written by
+a background task. The same event repeated (same object, type, reason, message) within the
+correlation window becomes one Event whose ``count`` and ``lastTimestamp`` grow, instead of a
+flood of objects. Once an object has had ``aggregate_after`` different messages for one reason
+in the window, further ones are folded into a single "(combined from similar events)" Event.
+A per-object token bucket stops one broken object from spamming the API server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from lightkube import ApiError, AsyncClient
+from lightkube.models.core_v1 import EventSource, ObjectReference
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import Event
+
+log = logging.getLogger("directlb.kube.events")
+
+NORMAL = "Normal"
+WARNING = "Warning"
+CORRELATION_WINDOW = 600.0  # seconds, as client-go's EventCorrelator
+AGGREGATE_AFTER = 10  # distinct messages for one (object, reason) before they are combined
+SPAM_BURST = 25
+SPAM_REFILL_SECONDS = 300.0
+QUEUE_SIZE = 1000
+
+
+@dataclass
+class _Seen:
+    name: str
+    namespace: str
+    count: int
+    last: float
+
+
+@dataclass
+class _Similar:
+    messages: set[str] = field(default_factory=set)
+    first: float = 0.0
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    last: float
+
+
+@dataclass(frozen=True)
+class _Pending:
+    ref: ObjectReference
+    type: str
+    reason: str
+    message: str
+
+
+def reference(obj: Any) -> ObjectReference:
+    """The ObjectReference of a lightkube object (kind and apiVersion from its class)."""
+    meta = obj.metadata
+    kind = getattr(obj, "kind", None) or type(obj).__name__
+    api_version = getattr(obj, "apiVersion", None)
+    if not api_version:
+        info = obj._api_info.resource
+        api_version = f"{info.group}/{info.version}" if info.group else info.version
+    return ObjectReference(
+        kind=kind,
+        apiVersion=api_version,
+        namespace=meta.namespace,
+        name=meta.name,
+        uid=meta.uid,
+        resourceVersion=meta.resourceVersion,
+    )
+
+
+class EventRecorder:
+    def __init__(
+        self,
+        client: AsyncClient,
+        *,
+        component: str = "directlb",
+        instance: str = "",
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.client = client
+        self.component = component
+        self.instance = instance
+        self._clock = clock
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=QUEUE_SIZE)
+        self._seen: dict[tuple[str, ...], _Seen] = {}
+        self._similar: dict[tuple[str, ...], _Similar] = {}
+        self._buckets: dict[str, _Bucket] = {}
+        self.dropped = 0
+
+    def _now(self) -> float:
+        return self._clock() if self._clock else asyncio.get_running_loop().time()
+
+    def event(self, obj: Any, *, type: str, reason: str, message: str) -> None:
+        """Queue an event about ``obj``; never blocks, never raises."""
+        try:
+            self._queue.put_nowait(_Pending(reference(obj), type, reason, message))
+        except asyncio.QueueFull:
+            self.dropped += 1
+            log.warning("event=event_dropped reason=%s queue_full=true", reason)
+        except Exception:  # a malformed object must not break the caller
+            log.exception("event=event_reference_failed reason=%s", reason)
+
+    async def run(self) -> None:
+        while True:
+            pending = await self._queue.get()
+            await self._write(pending)
+
+    async def flush(self) -> None:
+        """Write everything queued so far (tests, and shutdown)."""
+        while not self._queue.empty():
+            await self._write(self._queue.get_nowait())
+
+    def _allowed(self, ref: ObjectReference, now: float) -> bool:
+        key = f"{ref.kind}/{ref.namespace}/{ref.name}/{ref.uid}"
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = _Bucket(tokens=SPAM_BURST, last=now)
+        bucket.tokens = min(SPAM_BURST, bucket.tokens + (now - bucket.last) / SPAM_REFILL_SECONDS)
+        bucket.last = now
+        if bucket.tokens < 1:
+            return False
+        bucket.tokens -= 1
+        return True
+
+    def _correlate(self, pending: _Pending, now: float) -> tuple[str, tuple[str, ...]]:
+        """The message to record and the dedupe key, after aggregation of similar events."""
+        ref = pending.ref
+        obj_key = (ref.kind or "", ref.namespace or "", ref.name or "", ref.uid or "")
+        similar_key = (*obj_key, pending.type, pending.reason)
+        similar = self._similar.get(similar_key)
+        if similar is None or now - similar.first > CORRELATION_WINDOW:
+            similar = self._similar[similar_key] = _Similar(first=now)
+        similar.messages.add(pending.message)
+        message = pending.message
+        if len(similar.messages) > AGGREGATE_AFTER:
+            message = f"(combined from similar events): {pending.message}"
+            return message, (*similar_key, "combined")
+        return message, (*similar_key, pending.message)
+
+    async def _write(self, pending: _Pending) -> None:
+        now = self._now()
+        if not self._allowed(pending.ref, now):
+            self.dropped += 1
+            return
+        message, key = self._correlate(pending, now)
+        seen = self._seen.get(key)
+        try:
+            if seen is not None and now - seen.last <= CORRELATION_WINDOW:
+                await self._bump(seen, message)
+                seen.count += 1
+                seen.last = now
+                return
+            created = await self._create(pending, message)
+            meta = created.metadata
+            assert meta is not None and meta.name and meta.namespace
+            self._seen[key] = _Seen(
+                name=meta.name,
+                namespace=meta.namespace,
+                count=1,
+                last=now,
+            )
+        except (ApiError, OSError) as error:
+            # Events are best effort: a lost one must never fail a reconcile.
+            log.warning("event=event_write_failed reason=%s error=%s", pending.reason, error)
+            self._seen.pop(key, None)
+
+    async def _create(self, pending: _Pending, message: str) -> Event:
+        stamp = datetime.now(UTC)
+        ref = pending.ref
+        event = Event(
+            metadata=ObjectMeta(
+                name=f"{ref.name}.{secrets.token_hex(8)}",
+                namespace=ref.namespace or "default",
+            ),
+            involvedObject=ref,
+            reason=pending.reason,
+            message=message,
+            type=pending.type,
+            source=EventSource(component=self.component),
+            reportingComponent=self.component,
+            reportingInstance=self.instance or self.component,
+            firstTimestamp=stamp,
+            lastTimestamp=stamp,
+            count=1,
+        )
+        return await self.client.create(event)
+
+    async def _bump(self, seen: _Seen, message: str) -> None:
+        patch = {
+            "count": seen.count + 1,
+            "lastTimestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "message": message,
+        }
+        await self.client.patch(Event, seen.name, patch, namespace=seen.namespace)
+
+    async def close(self) -> None:
+        with contextlib.suppress(ApiError, OSError):
+            await self.flush()
