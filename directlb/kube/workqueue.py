@@ -246,6 +246,11 @@ async def _work(
             return
         try:
             requeue_after = await reconcile(key)
+        except asyncio.CancelledError:
+            # Interrupted (shutdown, or leadership lost): the key must run again later.
+            queue.done(key)
+            queue.add(key)
+            raise
         except Exception:
             log.exception(
                 "event=reconcile_failed queue=%s key=%s retries=%d worker=%d",
@@ -259,8 +264,7 @@ async def _work(
             queue.forget(key)
             if requeue_after is not None:
                 queue.add_after(key, requeue_after)
-        finally:
-            queue.done(key)
+        queue.done(key)
 
 
 async def run_workers(

@@ -230,3 +230,22 @@ async def test_stats_count_adds_retries_and_wait(looptime: Any) -> None:
     assert queue.stats.retries == 1
     assert queue.stats.processed == 2
     assert queue.stats.longest_wait_seconds == pytest.approx(4)
+
+
+async def test_a_reconcile_interrupted_by_cancellation_runs_again_later() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    started = asyncio.Event()
+
+    async def slow(key: str) -> float | None:
+        started.set()
+        await asyncio.sleep(3600)
+        return None
+
+    queue.add("svc")
+    workers = asyncio.create_task(run_workers(queue, slow, workers=1))
+    await asyncio.wait_for(started.wait(), timeout=10)
+    workers.cancel()  # e.g. leadership lost mid-reconcile
+    with pytest.raises(asyncio.CancelledError):
+        await workers
+    assert len(queue) == 1  # the interrupted key is ready for the next leader
+    assert await queue.get() == "svc"
