@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from lightkube import ApiError, AsyncClient
+from lightkube import AsyncClient
 from lightkube.models.core_v1 import EventSource, ObjectReference
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Event
+
+from directlb.kube.transport import TRANSIENT
 
 log = logging.getLogger("directlb.kube.events")
 
@@ -172,7 +174,7 @@ class EventRecorder:
                 count=1,
                 last=now,
             )
-        except (ApiError, OSError) as error:
+        except TRANSIENT as error:
             # Events are best effort: a lost one must never fail a reconcile.
             log.warning("event=event_write_failed reason=%s error=%s", pending.reason, error)
             self._seen.pop(key, None)
@@ -207,5 +209,5 @@ class EventRecorder:
         await self.client.patch(Event, seen.name, patch, namespace=seen.namespace)
 
     async def close(self) -> None:
-        with contextlib.suppress(ApiError, OSError):
+        with contextlib.suppress(*TRANSIENT):
             await self.flush()

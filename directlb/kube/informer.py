@@ -21,10 +21,11 @@ from collections.abc import AsyncGenerator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-import httpx
 from lightkube import ApiError, AsyncClient
 from lightkube.core.generic_client import WatchDriver
 from lightkube.core.resource import NamespacedResource
+
+from directlb.kube.transport import TRANSIENT
 
 log = logging.getLogger("directlb.kube.informer")
 
@@ -146,6 +147,7 @@ class Informer(Generic[R]):
         self.synced = asyncio.Event()
         self.relists = 0
         self.watch_restarts = 0
+        self.watch_failures = 0
         self._handlers: list[Handler] = []
         self._version: str | None = None
 
@@ -175,9 +177,11 @@ class Informer(Generic[R]):
                     raise
                 except ApiError as error:
                     if error.status.code != 410:
+                        self.watch_failures += 1
                         log.warning("event=watch_failed kind=%s error=%s", self.kind, error)
                         await asyncio.sleep(self.retry_delay)
-                except (httpx.HTTPError, OSError, TimeoutError) as error:
+                except TRANSIENT as error:
+                    self.watch_failures += 1
                     log.warning("event=watch_failed kind=%s error=%r", self.kind, error)
                     await asyncio.sleep(self.retry_delay)
         finally:

@@ -28,6 +28,8 @@ from lightkube.models.coordination_v1 import LeaseSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.coordination_v1 import Lease
 
+from directlb.kube.transport import TRANSIENT
+
 log = logging.getLogger("directlb.kube.leader")
 
 
@@ -94,7 +96,7 @@ class LeaderElector:
             try:
                 if await self.try_acquire_or_renew():
                     break
-            except (ApiError, OSError) as error:
+            except TRANSIENT as error:
                 log.warning("event=lease_acquire_failed error=%s", error)
             # A retry period, not an event: the other candidates' progress is only visible
             # by reading the Lease again.
@@ -113,7 +115,7 @@ class LeaderElector:
             try:
                 async with asyncio.timeout(self.config.renew_deadline):
                     renewed = await self.try_acquire_or_renew()
-            except (TimeoutError, ApiError, OSError) as error:
+            except TRANSIENT as error:
                 log.warning("event=lease_renew_failed error=%s", error)
                 renewed = False
             if renewed:
@@ -206,7 +208,7 @@ class LeaderElector:
             lease.spec.renewTime = _now()
             await self.client.replace(lease)
             log.info("event=leadership_released identity=%s", cfg.identity)
-        except (ApiError, OSError) as error:
+        except TRANSIENT as error:
             log.warning("event=lease_release_failed error=%s", error)
         finally:
             self.is_leader = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 from lightkube import AsyncClient, KubeConfig
@@ -177,3 +178,29 @@ def test_a_failing_handler_does_not_stop_the_others() -> None:
     informer.resource = ConfigMap
     informer._emit(Event(ADDED, config_map("x")))
     assert seen == [ADDED]
+
+
+async def test_the_informer_survives_the_api_server_going_away(tmp_path: Path) -> None:
+    """A restart of the API server (same state, same port) is a transport error, not a crash."""
+    state = tmp_path / "state"
+    first = ApiServer(SimConfig(state_dir=state, bookmark_interval=60))
+    await first.start()
+    port = int(first.url.rsplit(":", 1)[1])
+    client = AsyncClient(config=KubeConfig.from_dict(first.kubeconfig()), field_manager="t")
+    informer: Informer[ConfigMap] = Informer(client, ConfigMap, resync_period=None, retry_delay=0.1)
+    events: list[tuple[str, str]] = []
+    informer.add_handler(recorder(events))
+    second: ApiServer | None = None
+    try:
+        async with running(informer) as task:
+            await first.stop()
+            await support.wait_until(lambda: informer.watch_failures >= 1, timeout=10)
+            assert not task.done()
+            second = ApiServer(SimConfig(state_dir=state, bookmark_interval=60))
+            await second.start(port=port)
+            await client.create(config_map("after-restart"))
+            await support.wait_until(lambda: (ADDED, "default/after-restart") in events, timeout=15)
+    finally:
+        await client.close()
+        if second is not None:
+            await second.stop()
