@@ -198,7 +198,39 @@ def _add_sim(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="N",
         help="events kept per resource for watches to resume from (older: 410 Gone)",
     )
+    cluster = p.add_argument_group("cluster (nodes, pods, services; all on loopback)")
+    cluster.add_argument("--nodes", type=int, default=3, metavar="N", help="nodes registered")
+    cluster.add_argument("--node-cidr", default="127.20.0.0/16", metavar="CIDR")
+    cluster.add_argument(
+        "--eni-pod-cidr", default="127.17.0.0/16", metavar="CIDR", help="VPC-CNI (ENI) pod IPs"
+    )
+    cluster.add_argument(
+        "--cluster-cidr", default="127.30.0.0/16", metavar="CIDR", help="other pods' IPs"
+    )
+    cluster.add_argument("--service-cidr", default="127.96.0.0/16", metavar="CIDR")
+    cluster.add_argument(
+        "--node-port-range", type=_port_range, default=(30000, 32767), metavar="LOW-HIGH"
+    )
+    cluster.add_argument(
+        "--zones",
+        default="ap-guangzhou-3,ap-guangzhou-4,ap-guangzhou-6",
+        help="comma-separated; nodes are spread over them round-robin",
+    )
+    cluster.add_argument(
+        "--probe-time-scale",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="readiness probes' initialDelaySeconds and periodSeconds are multiplied by X",
+    )
     p.set_defaults(run=_run_sim)
+
+
+def _port_range(text: str) -> tuple[int, int]:
+    low, sep, high = text.partition("-")
+    if not sep or not low.isdigit() or not high.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not LOW-HIGH (e.g. 30000-32767)")
+    return int(low), int(high)
 
 
 def _sim_config(args: argparse.Namespace) -> object:
@@ -213,16 +245,40 @@ def _sim_config(args: argparse.Namespace) -> object:
     )
 
 
+def _cluster_config(args: argparse.Namespace) -> object:
+    from directlb.sim.cluster.config import ClusterConfig
+
+    return ClusterConfig(
+        nodes=args.nodes,
+        node_cidr=args.node_cidr,
+        eni_pod_cidr=args.eni_pod_cidr,
+        cluster_cidr=args.cluster_cidr,
+        service_cidr=args.service_cidr,
+        node_port_range=args.node_port_range,
+        zones=tuple(z.strip() for z in args.zones.split(",") if z.strip()),
+    )
+
+
 def _run_sim(args: argparse.Namespace) -> int:
+    from directlb.sim.cluster.cluster import Cluster
+    from directlb.sim.cluster.config import ClusterConfig
     from directlb.sim.server import ApiServer, SimConfig
 
     config = _sim_config(args)
     assert isinstance(config, SimConfig)
+    try:
+        cluster_config = _cluster_config(args)
+    except ValueError as error:
+        print(f"directlb sim: {error}", file=sys.stderr)
+        return 2
+    assert isinstance(cluster_config, ClusterConfig)
 
     async def serve() -> None:
         server = ApiServer(config)
         host, port = args.listen
         await server.start(host, port)
+        cluster = Cluster.for_server(server, cluster_config, probe_time_scale=args.probe_time_scale)
+        await cluster.start()
         if args.kubeconfig_out:
             server.write_kubeconfig(args.kubeconfig_out)
         print(f"Kubernetes API server (simulated) listening on {server.url}", flush=True)
@@ -233,6 +289,7 @@ def _run_sim(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
+        await cluster.stop()
         await server.stop()
 
     asyncio.run(serve())
@@ -260,10 +317,49 @@ def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--processes", type=int, default=2, help="load-generating processes")
     p.add_argument("--out", type=Path, metavar="DIR", help="write emulator.json and emulator.md")
     p.set_defaults(run=_run_bench_emulator)
+    p = kinds.add_parser(
+        "sim-api",
+        help="the simulated API server's list latency and watch throughput (5,000 pods)",
+    )
+    p.add_argument("--pods", type=int, default=5000)
+    p.add_argument("--services", type=int, default=500)
+    p.add_argument("--nodes", type=int, default=50)
+    p.add_argument("--namespaces", type=int, default=10)
+    p.add_argument("--list-runs", type=int, default=30, help="raw lists of all pods timed")
+    p.add_argument("--lightkube-runs", type=int, default=10, help="lightkube lists timed")
+    p.add_argument("--watchers", type=int, default=5)
+    p.add_argument("--rate", type=float, default=200.0, help="pod status patches per second")
+    p.add_argument("--seconds", type=float, default=10.0, help="how long the writer runs")
+    p.add_argument("--concurrency", type=int, default=16, help="writes in flight at most")
+    p.add_argument("--out", type=Path, metavar="DIR", help="write sim-api.json and sim-api.md")
+    p.set_defaults(run=_run_bench_sim_api)
+    p = kinds.add_parser(
+        "sim-cluster",
+        help="start a simulated cluster of N nodes and real pods; time to Ready, memory",
+    )
+    p.add_argument("--nodes", type=int, default=50)
+    p.add_argument("--deployments", type=int, default=50)
+    p.add_argument("--replicas", type=int, default=100, help="pods per Deployment")
+    p.add_argument(
+        "--out", type=Path, metavar="DIR", help="write sim-cluster.json and sim-cluster.md"
+    )
+    p.set_defaults(run=_run_bench_sim_cluster)
 
 
 def _run_bench_emulator(args: argparse.Namespace) -> int:
     from directlb.bench.emulator import main as bench_main
+
+    return bench_main(args)
+
+
+def _run_bench_sim_cluster(args: argparse.Namespace) -> int:
+    from directlb.bench.sim_cluster import main as bench_main
+
+    return bench_main(args)
+
+
+def _run_bench_sim_api(args: argparse.Namespace) -> int:
+    from directlb.bench.sim_api import main as bench_main
 
     return bench_main(args)
 

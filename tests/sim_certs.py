@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import datetime
-import ipaddress
 import ssl
 import tempfile
 from collections.abc import Sequence
@@ -20,23 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from directlb.sim import certs
 
 _DAY = datetime.timedelta(days=1)
 
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
 
 
 @dataclass(frozen=True)
@@ -65,35 +57,7 @@ class CertAuthority:
 
     @classmethod
     def create(cls, name: str = "directlb-test-ca") -> CertAuthority:
-        key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        public = key.public_key()
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(subject)
-            .public_key(public)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(_now() - _DAY)
-            .not_valid_after(_now() + 365 * _DAY)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-            .sign(key, hashes.SHA256())
-        )
+        key, cert = certs.new_ca(name, not_before=_now() - _DAY, not_after=_now() + 365 * _DAY)
         return cls(key, cert)
 
     def pem(self) -> bytes:
@@ -112,26 +76,15 @@ class CertAuthority:
         not_after: datetime.datetime | None = None,
     ) -> ServingCert:
         """A serving certificate for ``dns`` names and ``ips``, signed by this CA."""
-        key = ec.generate_private_key(ec.SECP256R1())
         common_name = dns[0] if dns else (ips[0] if ips else "server")
-        names: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
-        names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(not_before or _now() - _DAY)
-            .not_valid_after(not_after or _now() + 30 * _DAY)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
-                critical=False,
-            )
+        key, cert = certs.issue(
+            self.key,
+            self.cert,
+            [*dns, *ips],
+            common_name=common_name,
+            not_before=not_before or _now() - _DAY,
+            not_after=not_after or _now() + 30 * _DAY,
         )
-        if names:
-            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-        cert = builder.sign(self.key, hashes.SHA256())
-        return ServingCert(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+        return ServingCert(
+            cert.public_bytes(serialization.Encoding.PEM), certs.private_key_pem(key)
+        )

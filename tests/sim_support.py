@@ -53,18 +53,21 @@ class Kubectl:
     kubeconfig: Path
     cache: Path
 
-    async def run(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
-        process = await asyncio.create_subprocess_exec(
+    async def _spawn(self, args: tuple[str, ...], **pipes: Any) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
             KUBECTL,
             "--kubeconfig",
             str(self.kubeconfig),
             "--cache-dir",
             str(self.cache),
             *args,
-            stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            **pipes,
         )
+
+    async def run(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
+        process = await self._spawn(args, stdin=asyncio.subprocess.PIPE)
         out, err = await asyncio.wait_for(
             process.communicate(stdin.encode() if stdin else None), timeout=60
         )
@@ -77,17 +80,7 @@ class Kubectl:
 
     async def start(self, *args: str) -> Running:
         """Start a long-running kubectl (``get -w``, ``rollout status``) to read line by line."""
-        process = await asyncio.create_subprocess_exec(
-            KUBECTL,
-            "--kubeconfig",
-            str(self.kubeconfig),
-            "--cache-dir",
-            str(self.cache),
-            *args,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        return Running(process)
+        return Running(await self._spawn(args))
 
 
 @dataclass

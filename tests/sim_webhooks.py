@@ -133,22 +133,21 @@ def webhook(
     return spec
 
 
-def mutating(name: str, *webhooks: Obj) -> Obj:
+def _configuration(kind: str, name: str, webhooks: tuple[Obj, ...]) -> Obj:
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "MutatingWebhookConfiguration",
+        "kind": kind,
         "metadata": {"name": name},
         "webhooks": list(webhooks),
     }
+
+
+def mutating(name: str, *webhooks: Obj) -> Obj:
+    return _configuration("MutatingWebhookConfiguration", name, webhooks)
 
 
 def validating(name: str, *webhooks: Obj) -> Obj:
-    return {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": name},
-        "webhooks": list(webhooks),
-    }
+    return _configuration("ValidatingWebhookConfiguration", name, webhooks)
 
 
 def pod(

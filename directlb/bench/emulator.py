@@ -17,14 +17,11 @@ import contextlib
 import json
 import os
 import re
-import signal
-import statistics
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -33,6 +30,14 @@ from tencentcloud.common import credential
 from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 
+from directlb.bench.common import (
+    child_process,
+    cpu_seconds,
+    gather_limited,
+    percentiles,
+    report,
+    rss_mib,
+)
 from directlb.emulator.auth import tc3_signature
 
 SECRET_ID = "AKIDdirectlbbench"
@@ -71,47 +76,18 @@ class EmulatorBenchResult:
     python: str = field(default_factory=lambda: sys.version.split()[0])
 
 
-def _percentiles(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-
-    def pick(q: float) -> float:
-        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-    return {
-        "p50": round(pick(0.5) * 1000, 3),
-        "p95": round(pick(0.95) * 1000, 3),
-        "p99": round(pick(0.99) * 1000, 3),
-        "max": round(ordered[-1] * 1000, 3),
-        "mean": round(statistics.fmean(ordered) * 1000, 3),
-    }
-
-
 @contextlib.asynccontextmanager
 async def _emulator_process(quota_targets: int) -> AsyncIterator[tuple[str, int]]:
     """Start ``directlb clb-emulator`` as a child process; yield (endpoint, pid)."""
-    proc = await asyncio.create_subprocess_exec(
+    argv = [
         sys.executable, "-m", "directlb", "--log-level", "WARNING", "clb-emulator",
         "--listen", "127.0.0.1:0", "--secret-id", SECRET_ID, "--secret-key", SECRET_KEY,
         "--time-scale", "0", "--rate-limit", "0", "--seed", "1",
         "--quota", f"TOTAL_TARGET_BIND_QUOTA={quota_targets}",
         "--quota", "TOTAL_OPEN_CLB_QUOTA=1000",
-        stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), timeout=30)
-        match = re.search(rb"http://([\d.]+:\d+)", line)
-        if not match:
-            raise RuntimeError(f"the emulator did not start: {line!r}")
-        yield match.group(1).decode(), proc.pid
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), timeout=10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+    ]  # fmt: skip
+    async with child_process(argv, ready=re.compile(rb"http://([\d.]+:\d+)")) as (match, pid):
+        yield match.group(1).decode(), pid
 
 
 def _client(endpoint: str) -> clb_client_async.ClbClient:
@@ -124,17 +100,6 @@ def _client(endpoint: str) -> clb_client_async.ClbClient:
 async def _api(client: clb_client_async.ClbClient, action: str, **params: Any) -> dict[str, Any]:
     answer = await client.call_and_deserialize(action, params, dict)
     return dict(answer["Response"])
-
-
-async def _gather_limited(jobs: list[Awaitable[Any]], limit: int) -> list[Any]:
-    """Await ``jobs`` (not yet started coroutines) with at most ``limit`` running at once."""
-    sem = asyncio.Semaphore(limit)
-
-    async def run(job: Awaitable[Any]) -> Any:
-        async with sem:
-            return await job
-
-    return await asyncio.gather(*(run(job) for job in jobs))
 
 
 def _ip(n: int) -> str:
@@ -160,7 +125,7 @@ async def _populate(
         )  # fmt: skip
         return str(answer["ListenerIds"][0])
 
-    listeners = await _gather_limited([listener(lb_id, 80) for lb_id in lb_ids], concurrency)
+    listeners = await gather_limited([listener(lb_id, 80) for lb_id in lb_ids], concurrency)
     big_listener = await listener(lb_ids[0], 8080)
     counter = iter(range(10**9))
     jobs: list[Awaitable[Any]] = []
@@ -178,7 +143,7 @@ async def _populate(
     for start in range(0, len(big_targets), BATCH):
         chunk = big_targets[start : start + BATCH]
         jobs.append(_api(client, "BatchRegisterTargets", LoadBalancerId=lb_ids[0], Targets=chunk))
-    answers = await _gather_limited(jobs, concurrency)
+    answers = await gather_limited(jobs, concurrency)
     failed = [a for a in answers if a.get("FailListenerIdSet")]
     if failed:
         raise RuntimeError(f"registration failed: {failed[0]}")
@@ -248,7 +213,7 @@ async def _load_worker(
             else:
                 by_action[action] = by_action.get(action, 0) + 1
 
-        await _gather_limited([one(i) for i in range(calls)], concurrency)
+        await gather_limited([one(i) for i in range(calls)], concurrency)
     return by_action, errors
 
 
@@ -323,11 +288,11 @@ async def _measure(
     concurrency: int,
     processes: int,
 ) -> DescribeRow:
-    cpu_before = _cpu_seconds(pid)
+    cpu_before = cpu_seconds(pid)
     seconds, _counts, errors = await _describe_mix(
         endpoint, kinds=kinds, calls=calls, concurrency=concurrency, processes=processes
     )
-    cpu = _cpu_seconds(pid) - cpu_before
+    cpu = cpu_seconds(pid) - cpu_before
     return DescribeRow(
         action=action,
         what=what,
@@ -337,22 +302,6 @@ async def _measure(
         emulator_cpu_ms_per_call=round(cpu / calls * 1000, 3),
         errors=errors,
     )
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds the process has used so far (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _rss_mib(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return float("nan")
 
 
 async def run_emulator_bench(
@@ -412,7 +361,7 @@ async def run_emulator_bench(
                 e for e in await _ledger_since(endpoint, since) if e["action"] == "DescribeTargets"
             ]
             server_times = [float(e["server_seconds"]) for e in entries]
-            rss = _rss_mib(pid)
+            rss = rss_mib(pid)
         finally:
             await client.close()
     return EmulatorBenchResult(
@@ -423,8 +372,8 @@ async def run_emulator_bench(
         load_processes=processes,
         big_listener_targets=big,
         describe_targets_samples=len(server_times),
-        describe_targets_server_ms=_percentiles(server_times),
-        describe_targets_client_ms=_percentiles(client_times),
+        describe_targets_server_ms=percentiles(server_times),
+        describe_targets_client_ms=percentiles(client_times),
         emulator_rss_mib=rss,
         concurrency=concurrency,
         cpu_count=os.cpu_count() or 0,
@@ -477,13 +426,7 @@ def main(args: Any) -> int:
             processes=args.processes,
         )
     )
-    text = render(result)
-    print(text)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "emulator.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
-        (out / "emulator.md").write_text(text)
+    report(result, render(result), out=args.out, name="emulator")
     server_ok = result.describe_targets_server_ms["p99"] < 20
     light = [r for r in result.describe if r.action not in ("DescribeTargetHealth", "mixed")]
     rate_ok = all(r.calls_per_second >= 500 for r in light)

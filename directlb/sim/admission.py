@@ -77,11 +77,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import copy
 import datetime
 import ipaddress
 import json
 import logging
+import re
 import ssl
 import urllib.parse
 import uuid
@@ -92,7 +92,15 @@ from typing import Any
 import aiohttp
 from cryptography import x509
 
-from directlb.sim.contracts import AdmissionAttributes, AdmissionDenied, Obj, ObjectReader
+from directlb.sim.contracts import (
+    AdmissionAttributes,
+    AdmissionDenied,
+    Obj,
+    ObjectReader,
+    StatusError,
+)
+from directlb.sim.patch import apply_json_patch_operations
+from directlb.sim.selectors import selector_from_label_selector
 
 log = logging.getLogger("directlb.sim.admission")
 
@@ -250,47 +258,18 @@ class SelectorError(ValueError):
     """A metav1.LabelSelector that cannot be turned into a selector."""
 
 
-def _check_selector(selector: Obj) -> None:
-    for expression in selector.get("matchExpressions") or []:
-        operator = str(expression.get("operator"))
-        values = expression.get("values") or []
-        if operator in ("In", "NotIn"):
-            if not values:
-                raise SelectorError("for 'in', 'notin' operators, values set can't be empty")
-        elif operator in ("Exists", "DoesNotExist"):
-            if values:
-                raise SelectorError("values set must be empty for exists and does not exist")
-        else:
-            raise SelectorError(f"{_q(operator)} is not a valid label selector operator")
-
-
 def label_selector_matches(selector: Obj | None, labels: Mapping[str, Any] | None) -> bool:
     """A metav1.LabelSelector (``matchLabels`` + ``matchExpressions``) against labels.
 
     An absent or empty selector matches everything. Raises :class:`SelectorError` for an
-    invalid selector (checked before matching, as ``LabelSelectorAsSelector`` does).
+    invalid selector (checked before matching, as ``LabelSelectorAsSelector`` does); the
+    callers answer it as a 500 InternalError, where a list's selector would be a 400.
     """
-    if not selector:
-        return True
-    _check_selector(selector)
-    have = {str(k): str(v) for k, v in (labels or {}).items()}
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if have.get(str(key)) != str(value):
-            return False
-    for expression in selector.get("matchExpressions") or []:
-        key = str(expression.get("key"))
-        operator = str(expression.get("operator"))
-        values = {str(v) for v in expression.get("values") or []}
-        present = key in have
-        if operator == "In" and not (present and have[key] in values):
-            return False
-        if operator == "NotIn" and present and have[key] in values:
-            return False
-        if operator == "Exists" and not present:
-            return False
-        if operator == "DoesNotExist" and present:
-            return False
-    return True
+    try:
+        parsed = selector_from_label_selector(selector)
+    except StatusError as error:
+        raise SelectorError(error.message) from None
+    return parsed.matches({str(k): str(v) for k, v in (labels or {}).items()})
 
 
 def _is_empty_selector(selector: Obj | None) -> bool:
@@ -400,147 +379,33 @@ class JsonPatchError(ValueError):
     """A patch that does not apply (answered as an internal error, like evanphx/json-patch)."""
 
 
-def _pointer(path: Any) -> list[str]:
-    if not isinstance(path, str):
-        raise JsonPatchError(f"invalid path: {path!r}")
-    if path == "":
-        return []
-    if not path.startswith("/"):
-        raise JsonPatchError(f"invalid path: {_q(path)}")
-    return [part.replace("~1", "/").replace("~0", "~") for part in path[1:].split("/")]
+# The shared applier (``patch.py``) words its failures for the PATCH verb; a webhook's patch
+# that does not apply is reported in admission's own shorter wording (a 500 InternalError).
+_ADMISSION_WORDING = (
+    (re.compile(r"unable to access invalid index: (\d+)"), "array index out of bounds: {0}"),
+    (re.compile(r'^JSON pointer must be empty or start with a "/": (.*)$'), "invalid path: {0}"),
+    (re.compile(r"^invalid JSON pointer (.*): not a string$"), "invalid path: {0}"),
+)
 
 
-def _index(token: str, length: int, *, allow_end: bool) -> int:
-    if token == "-" and allow_end:
-        return length
-    if not token.isdigit() or (len(token) > 1 and token.startswith("0")):
-        raise JsonPatchError(f"invalid array index: {_q(token)}")
-    index = int(token)
-    if index > length or (index == length and not allow_end):
-        raise JsonPatchError(f"array index out of bounds: {index}")
-    return index
-
-
-def _container(doc: Any, tokens: list[str], op: str, path: str) -> Any:
-    node = doc
-    for token in tokens[:-1]:
-        if isinstance(node, dict) and token in node:
-            node = node[token]
-        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
-            node = node[int(token)]
-        else:
-            raise JsonPatchError(f"{op} operation does not apply: doc is missing path: {_q(path)}")
-    if not isinstance(node, dict | list):
-        raise JsonPatchError(f"{op} operation does not apply: doc is missing path: {_q(path)}")
-    return node
-
-
-def _get(doc: Any, path: str, op: str) -> Any:
-    node = doc
-    for token in _pointer(path):
-        if isinstance(node, dict) and token in node:
-            node = node[token]
-        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
-            node = node[int(token)]
-        else:
-            raise JsonPatchError(f"{op} operation does not apply: doc is missing path: {_q(path)}")
-    return node
-
-
-def _add(doc: Any, path: str, value: Any, op: str = "add") -> Any:
-    tokens = _pointer(path)
-    if not tokens:
-        return value
-    parent = _container(doc, tokens, op, path)
-    if isinstance(parent, dict):
-        parent[tokens[-1]] = value
-    else:
-        parent.insert(_index(tokens[-1], len(parent), allow_end=True), value)
-    return doc
-
-
-def _remove(doc: Any, path: str, op: str = "remove") -> Any:
-    tokens = _pointer(path)
-    if not tokens:
-        raise JsonPatchError(f"{op} operation does not apply: cannot remove the whole document")
-    parent = _container(doc, tokens, op, path)
-    if isinstance(parent, dict):
-        if tokens[-1] not in parent:
-            raise JsonPatchError(f"{op} operation does not apply: doc is missing key: {path}")
-        del parent[tokens[-1]]
-    else:
-        del parent[_index(tokens[-1], len(parent), allow_end=False)]
-    return doc
-
-
-def _json_equal(a: Any, b: Any) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return a == b
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
-    return type(a) is type(b) and bool(a == b)
+def _admission_wording(detail: str) -> str:
+    for pattern, template in _ADMISSION_WORDING:
+        match = pattern.search(detail)
+        if match:
+            return template.format(*match.groups())
+    return detail.removesuffix(": missing value")
 
 
 def apply_json_patch(doc: Any, operations: list[Any]) -> Any:
-    """Apply RFC 6902 ``operations`` to a copy of ``doc`` and return the result."""
-    result = copy.deepcopy(doc)
-    for operation in operations:
-        if not isinstance(operation, dict):
-            raise JsonPatchError(f"invalid operation: {operation!r}")
-        op = operation.get("op")
-        path = operation.get("path")
-        if not isinstance(path, str):
-            raise JsonPatchError(f"{op} operation is missing path")
-        if op == "add":
-            if "value" not in operation:
-                raise JsonPatchError("add operation is missing value")
-            result = _add(result, path, copy.deepcopy(operation["value"]))
-        elif op == "remove":
-            result = _remove(result, path)
-        elif op == "replace":
-            if "value" not in operation:
-                raise JsonPatchError("replace operation is missing value")
-            tokens = _pointer(path)
-            if tokens:
-                parent = _container(result, tokens, "replace", path)
-                if isinstance(parent, dict):
-                    if tokens[-1] not in parent:
-                        raise JsonPatchError(
-                            f"replace operation does not apply: doc is missing key: {path}"
-                        )
-                    parent[tokens[-1]] = copy.deepcopy(operation["value"])
-                else:
-                    parent[_index(tokens[-1], len(parent), allow_end=False)] = copy.deepcopy(
-                        operation["value"]
-                    )
-            else:
-                result = copy.deepcopy(operation["value"])
-        elif op in ("move", "copy"):
-            source = operation.get("from")
-            if not isinstance(source, str):
-                raise JsonPatchError(f"{op} operation is missing from")
-            value = copy.deepcopy(_get(result, source, op))
-            if op == "move":
-                if path.startswith(source + "/"):
-                    raise JsonPatchError("move operation does not apply: from is a prefix of path")
-                result = _remove(result, source, op)
-            result = _add(result, path, value, op)
-        elif op == "test":
-            try:
-                current = _get(result, path, "test")
-            except JsonPatchError:
-                current = None
-                if operation.get("value") is not None:
-                    raise JsonPatchError(f"testing value {path} failed: test failed") from None
-            if not _json_equal(current, operation.get("value")):
-                raise JsonPatchError(f"testing value {path} failed: test failed")
-        else:
-            raise JsonPatchError(f"Unexpected kind: {op}")
-    return result
+    """Apply RFC 6902 ``operations`` to a copy of ``doc`` and return the result.
+
+    Raises :class:`JsonPatchError` for a patch that does not apply.
+    """
+    try:
+        return apply_json_patch_operations(doc, operations)
+    except StatusError as error:
+        detail = error.causes[0]["message"] if error.causes else error.message
+        raise JsonPatchError(_admission_wording(detail)) from None
 
 
 # ----- reaching a webhook ------------------------------------------------------------------

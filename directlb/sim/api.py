@@ -44,6 +44,7 @@ log = logging.getLogger("directlb.sim")
 
 CRDS: StoreKey = ("apiextensions.k8s.io", "customresourcedefinitions")
 NAMESPACES: StoreKey = ("", "namespaces")
+SERVICES: StoreKey = ("", "services")
 CRD_FINALIZER = "customresourcecleanup.apiextensions.k8s.io"
 SCALE_KEY = ResourceKey("autoscaling", "v1", "scale", "Scale", True)
 RETRIES = 8
@@ -153,6 +154,11 @@ class Api:
         self.plugins = plugins or Plugins.load(self)
         self.store.listeners.append(self._on_event)
         self.crd_listeners: list[Callable[[], None]] = []
+        # Cluster behaviour (``directlb.sim.cluster.network.ServiceAllocator`` sets it): called
+        # as ``(new, old)`` with a Service about to be persisted (``old`` None on create) to
+        # assign its ClusterIP and node ports, or raise 422, as kube-apiserver's Service
+        # registry does at write time. None: Services are stored as written.
+        self.service_allocator: Callable[[Obj, Obj | None], None] | None = None
 
     # ----- ObjectReader (what admission looks objects up with) ---------------------------
 
@@ -253,6 +259,8 @@ class Api:
         stored_key = (obj["metadata"].get("namespace") or "", obj["metadata"]["name"])
         if self.store.get(info.store_key, stored_key) is not None:
             raise meta.already_exists(info.key, stored_key[1])
+        if self.service_allocator is not None and info.store_key == SERVICES:
+            self.service_allocator(obj, None)  # synchronous: nothing runs before the put
         if opts.dry_run:
             return obj
         self._check_namespace(info, obj)  # it may have started terminating meanwhile
@@ -479,6 +487,10 @@ class Api:
         current = self.store.get(info.store_key, _obj_key(old.obj))
         if current is None or current.rv != old.rv:
             raise _Retry
+        if self.service_allocator is not None and info.store_key == SERVICES and not subresource:
+            self.service_allocator(new, old_obj)  # keeps, fills in or allocates; may raise 422
+            if _same(new, old_obj):
+                return old_obj
         if opts.dry_run:
             return new
         return self._persist(info, new)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -67,7 +67,7 @@ def _san(hosts: list[str]) -> x509.SubjectAlternativeName:
     return x509.SubjectAlternativeName(entries)
 
 
-_CA_USAGE = x509.KeyUsage(
+CA_KEY_USAGE = x509.KeyUsage(
     digital_signature=True,
     content_commitment=False,
     key_encipherment=False,
@@ -78,9 +78,17 @@ _CA_USAGE = x509.KeyUsage(
     encipher_only=False,
     decipher_only=False,
 )
+Key = ec.EllipticCurvePrivateKey
 
 
-def _builder(subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivateKey) -> Any:
+def _builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    key: Key,
+    *,
+    not_before: datetime.datetime | None,
+    not_after: datetime.datetime | None,
+) -> x509.CertificateBuilder:
     now = datetime.datetime.now(datetime.UTC)
     return (
         x509.CertificateBuilder()
@@ -88,38 +96,78 @@ def _builder(subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivate
         .issuer_name(issuer)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
+        .not_valid_before(not_before or now - datetime.timedelta(minutes=5))
+        .not_valid_after(not_after or now + VALIDITY)
     )
+
+
+def private_key_pem(key: Key) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def new_ca(
+    common_name: str,
+    *,
+    not_before: datetime.datetime | None = None,
+    not_after: datetime.datetime | None = None,
+) -> tuple[Key, x509.Certificate]:
+    """A self-signed CA (EC P-256; valid from 5 minutes ago for ``VALIDITY`` by default)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = _name(common_name)
+    cert = (
+        _builder(name, name, key, not_before=not_before, not_after=not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(CA_KEY_USAGE, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def issue(
+    ca_key: Key,
+    ca_cert: x509.Certificate,
+    hosts: Sequence[str],
+    *,
+    common_name: str,
+    not_before: datetime.datetime | None = None,
+    not_after: datetime.datetime | None = None,
+) -> tuple[Key, x509.Certificate]:
+    """A serving certificate for ``hosts`` (IPs or DNS names; no SAN when empty) by the CA.
+
+    It carries the authority key identifier, which strict verifiers (Python 3.13's default
+    ``VERIFY_X509_STRICT``) require.
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
+        _builder(
+            _name(common_name), ca_cert.subject, key, not_before=not_before, not_after=not_after
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+    )
+    if hosts:
+        builder = builder.add_extension(_san(list(hosts)), critical=False)
+    return key, builder.sign(ca_key, hashes.SHA256())
 
 
 def generate(hosts: list[str]) -> ServingCerts:
     """A fresh CA and a serving certificate for ``hosts`` (IPs or DNS names)."""
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name("directlb-sim-ca")
-    ca_cert = (
-        _builder(ca_name, ca_name, ca_key)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(_CA_USAGE, critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
+    ca_key, ca_cert = new_ca("directlb-sim-ca")
     names = [*hosts, "localhost", "127.0.0.1", "kubernetes", "kubernetes.default"]
-    cert = (
-        _builder(_name("kube-apiserver"), ca_name, key)
-        .add_extension(_san(names), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
+    key, cert = issue(ca_key, ca_cert, names, common_name="kube-apiserver")
     return ServingCerts(
         ca_pem=ca_cert.public_bytes(serialization.Encoding.PEM),
         cert_pem=cert.public_bytes(serialization.Encoding.PEM),
-        key_pem=key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
+        key_pem=private_key_pem(key),
     )
 
 

@@ -280,10 +280,25 @@ def _json_patch(original: Obj, body: bytes) -> Obj:
             "RequestEntityTooLarge",
             f"The allowed maximum operations in a JSON patch is 10000, got {len(operations)}",
         )
+    doc = apply_json_patch_operations(original, operations)
+    if not isinstance(doc, dict):
+        raise _unprocessable("the patched document is not a JSON object")
+    return doc
+
+
+def apply_json_patch_operations(original: Any, operations: list[Any]) -> Any:
+    """Apply RFC 6902 ``operations`` to a copy of ``original`` and return the result.
+
+    Failures are 422 Invalid ``StatusError`` s whose first cause carries evanphx/json-patch's
+    wording (``add operation does not apply: doc is missing path: ...``). Also used by
+    admission for the patches webhooks return.
+    """
     doc: Any = _copy(original)
     for operation in operations:
+        if not isinstance(operation, dict):
+            raise _unprocessable(f"invalid operation: {operation!r}")
         op = operation.get("op")
-        path = operation.get("path")
+        path: Any = operation.get("path")
         if op in ("add", "replace", "test") and "value" not in operation:
             raise _unprocessable(f'{op} operation does not apply: missing "value"', str(path))
         tokens = _pointer(path)
@@ -329,8 +344,6 @@ def _json_patch(original: Obj, body: bytes) -> Obj:
                 raise _unprocessable(f"testing value {path} failed: test failed", str(path))
         else:
             raise _unprocessable(f"Unexpected kind: {op}")
-    if not isinstance(doc, dict):
-        raise _unprocessable("the patched document is not a JSON object")
     return doc
 
 
@@ -1100,23 +1113,49 @@ def _server_side_apply(original: Obj, request: PatchRequest, *, live_exists: boo
         if paths:
             entries.append({**entry, "fieldsV1": encode_fields(paths)})
     if applied_set:
-        entry = {
-            "manager": manager,
-            "operation": "Apply",
-            "apiVersion": key.api_version,
-            "time": _now(request.extra),
-            "fieldsType": "FieldsV1",
-            "fieldsV1": encode_fields(applied_set),
-        }
-        if subresource:
-            entry["subresource"] = subresource
-        entries.append(entry)
-    merged_metadata = merged.setdefault("metadata", {})
-    if entries:
-        merged_metadata["managedFields"] = _sort_entries(entries)
-    else:
-        merged_metadata.pop("managedFields", None)
+        entries.append(
+            _entry(
+                manager=manager,
+                operation="Apply",
+                api_version=key.api_version,
+                time=_now(request.extra),
+                subresource=subresource,
+                paths=applied_set,
+            )
+        )
+    _set_managed_fields(merged, entries)
     return merged
+
+
+def _entry(
+    *,
+    manager: str,
+    operation: str,
+    api_version: str,
+    time: str,
+    subresource: str,
+    paths: set[FieldPath],
+) -> Obj:
+    """One ``managedFields`` entry (``subresource`` only when there is one, as the server)."""
+    entry: Obj = {
+        "manager": manager,
+        "operation": operation,
+        "apiVersion": api_version,
+        "time": time,
+        "fieldsType": "FieldsV1",
+        "fieldsV1": encode_fields(paths),
+    }
+    if subresource:
+        entry["subresource"] = subresource
+    return entry
+
+
+def _set_managed_fields(obj: Obj, entries: list[Obj]) -> None:
+    metadata = obj.setdefault("metadata", {})
+    if entries:
+        metadata["managedFields"] = _sort_entries(entries)
+    else:
+        metadata.pop("managedFields", None)
 
 
 def update_managed_fields(
@@ -1162,20 +1201,15 @@ def update_managed_fields(
             kept.append({**entry, "fieldsV1": encode_fields(remaining)})
     mine = (mine | touched) - removed
     if mine:
-        entry = {
-            "manager": manager,
-            "operation": operation,
-            "apiVersion": key.api_version,
-            "time": _now({"now": now} if now is not None else {}),
-            "fieldsType": "FieldsV1",
-            "fieldsV1": encode_fields(mine),
-        }
-        if subresource:
-            entry["subresource"] = subresource
-        kept.append(entry)
-    metadata = result.setdefault("metadata", {})
-    if kept:
-        metadata["managedFields"] = _sort_entries(kept)
-    else:
-        metadata.pop("managedFields", None)
+        kept.append(
+            _entry(
+                manager=manager,
+                operation=operation,
+                api_version=key.api_version,
+                time=_now({"now": now} if now is not None else {}),
+                subresource=subresource,
+                paths=mine,
+            )
+        )
+    _set_managed_fields(result, kept)
     return result

@@ -7,6 +7,7 @@ allows (``FIELDS_BY_RESOURCE``), anything else answers 400 like the real server.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -125,17 +126,25 @@ def selector_from_label_selector(spec: Obj | None) -> LabelSelector:
     if not spec:
         return LabelSelector()
     requirements = [
-        Requirement(k, "in", frozenset({str(v)}))
+        Requirement(str(k), "in", frozenset({str(v)}))
         for k, v in (spec.get("matchLabels") or {}).items()
     ]
-    ops = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!exists"}
     for expression in spec.get("matchExpressions") or []:
-        op = ops.get(str(expression.get("operator")))
+        operator = str(expression.get("operator"))
+        op = _OPERATORS.get(operator)
         if op is None:
-            raise _bad(f"{expression.get('operator')!r} is not a valid label selector operator")
+            raise _bad(f"{json.dumps(operator)} is not a valid label selector operator")
         values = frozenset(str(v) for v in expression.get("values") or [])
+        # labels.NewRequirement's checks, which LabelSelectorAsSelector runs.
+        if op in ("in", "notin") and not values:
+            raise _bad("for 'in', 'notin' operators, values set can't be empty")
+        if op in ("exists", "!exists") and values:
+            raise _bad("values set must be empty for exists and does not exist")
         requirements.append(Requirement(str(expression.get("key")), op, values))
     return LabelSelector(tuple(requirements))
+
+
+_OPERATORS = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!exists"}
 
 
 # ----- field selectors -------------------------------------------------------------------

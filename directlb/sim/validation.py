@@ -24,9 +24,11 @@
   TCP/UDP/SCTP and IANA port names, restart and DNS policies, readiness-gate condition types;
   services: type, ports (1-65535, protocol, names required when several and unique, target
   ports), traffic and affinity policies; deployments/replica sets: replicas, selector present,
-  non-empty and matching the template labels; endpoint slices, ingress path types, config map
-  and secret keys, webhook configurations (names, sideEffects, admissionReviewVersions,
-  failurePolicy, timeoutSeconds, clientConfig), CRD names, scope and storage versions.
+  non-empty and matching the template labels; deployment strategies (maxSurge/maxUnavailable
+  int or percent, not both 0) and progressDeadlineSeconds > minReadySeconds; endpoint slices,
+  ingress path types, config map and secret keys, webhook configurations (names, sideEffects,
+  admissionReviewVersions, failurePolicy, timeoutSeconds, clientConfig), CRD names, scope and
+  storage versions.
 
 Compiled checkers are cached per definition (built-ins) and per schema object (CRDs): after the
 first call, validating a typical pod takes some tens of microseconds.
@@ -853,6 +855,63 @@ def _workload(obj: Obj, key: ResourceKey, out: list[Cause]) -> None:
         _supported(
             out, ((path, "strategy"), "type"), strategy.get("type"), ("Recreate", "RollingUpdate")
         )
+        _deployment_strategy(strategy, (path, "strategy"), out)
+        deadline = spec.get("progressDeadlineSeconds")
+        min_ready = spec.get("minReadySeconds") or 0
+        if isinstance(deadline, int) and isinstance(min_ready, int) and deadline <= min_ready:
+            detail = "must be greater than minReadySeconds"
+            out.append(invalid((path, "progressDeadlineSeconds"), deadline, detail))
+
+
+_PERCENT = re.compile(r"^[0-9]+%$")
+
+
+def _int_or_percent_value(value: Any) -> int:
+    """``getIntOrPercentValue``: the number, a percentage's number, 0 when unparsable."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    try:
+        return int(str(value).removesuffix("%"))
+    except ValueError:
+        return 0
+
+
+def _deployment_strategy(strategy: dict[str, Any], path: Path, out: list[Cause]) -> None:
+    """``ValidateDeploymentStrategy``: maxSurge/maxUnavailable non-negative ints or percents,
+    not both 0, maxUnavailable at most 100%; no rollingUpdate with Recreate."""
+    rolling = strategy.get("rollingUpdate")
+    if strategy.get("type") == "Recreate":
+        if rolling is not None:
+            message = "Forbidden: may not be specified when strategy `type` is 'Recreate'"
+            out.append(Cause(field_path((path, "rollingUpdate")), "FieldValueForbidden", message))
+        return
+    if not isinstance(rolling, dict):
+        return
+    rpath: Path = (path, "rollingUpdate")
+    for name in ("maxUnavailable", "maxSurge"):
+        value = rolling.get(name)
+        if isinstance(value, str) and not _PERCENT.match(value):
+            out.append(
+                invalid(
+                    (rpath, name),
+                    value,
+                    "a valid percent string must be a numeric string followed by an ending '%' "
+                    "(e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
+                )
+            )
+        elif isinstance(value, int) and not isinstance(value, bool) and value < 0:
+            out.append(invalid((rpath, name), value, "must be greater than or equal to 0"))
+    unavailable = rolling.get("maxUnavailable")
+    if (
+        _int_or_percent_value(unavailable) == 0
+        and _int_or_percent_value(rolling.get("maxSurge")) == 0
+    ):
+        out.append(
+            invalid((rpath, "maxUnavailable"), unavailable, "may not be 0 when `maxSurge` is 0")
+        )
+    percent = isinstance(unavailable, str) and _PERCENT.match(unavailable)
+    if percent and _int_or_percent_value(unavailable) > 100:
+        out.append(invalid((rpath, "maxUnavailable"), unavailable, "must not be greater than 100%"))
 
 
 def _service(obj: Obj, key: ResourceKey, out: list[Cause]) -> None:
