@@ -9,6 +9,7 @@ is refused with ``FailedOperation.ResourceInOperating``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import string
 import time
@@ -19,6 +20,8 @@ from contextlib import asynccontextmanager
 from directlb.emulator.config import EmulatorConfig
 from directlb.emulator.errors import in_operation
 from directlb.emulator.store import TASK_DONE, TASK_FAILED, TASK_RUNNING, Op, Store, Task
+
+log = logging.getLogger("directlb.emulator.engine")
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 
@@ -49,11 +52,9 @@ class Ids:
                 return candidate
 
     def request(self) -> str:
-        while True:
-            candidate = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
-            if candidate not in self._used:
-                self._used.add(candidate)
-                return candidate
+        # 122 random bits: no bookkeeping needed (recording every request id would grow a set
+        # by one entry per API call for the life of the process).
+        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
 
 
 class TaskEngine:
@@ -117,8 +118,22 @@ class TaskEngine:
         for lb_id in lb_ids:
             self.busy[lb_id] = task_id
         loop = asyncio.get_running_loop()
-        self._timers[task_id] = loop.call_later(wall, self._finish, task)
+        self._timers[task_id] = loop.call_later(wall, self._finish_on_timer, task)
         return task
+
+    def _finish_on_timer(self, task: Task) -> None:
+        """The timer's callback: a task must never stay "running" because applying it failed."""
+        try:
+            self._finish(task)
+        except Exception:
+            log.exception("event=task_apply_failed task=%s action=%s", task.task_id, task.action)
+            task.status = TASK_FAILED
+            task.message = "InternalError: the emulator could not apply this task"
+            task.ops = []
+            try:
+                self.store.apply([], task=task)
+            except Exception:
+                log.exception("event=task_status_write_failed task=%s", task.task_id)
 
     def _finish(self, task: Task) -> None:
         self._timers.pop(task.task_id, None)

@@ -10,11 +10,14 @@ crash is found in the ``tasks`` table on restart and finished from its stored op
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("directlb.emulator.store")
 
 Doc = dict[str, Any]
 Op = dict[str, Any]
@@ -346,19 +349,35 @@ class Store:
         for (doc,) in self.db.execute("SELECT doc FROM lbs ORDER BY rowid"):
             lb = LoadBalancer(**json.loads(doc))
             self.lbs[lb.lb_id] = lb
+        # A row whose parent is missing (a state file damaged by hand, say) is skipped and
+        # logged: one orphan must not stop the emulator from starting on its state.
         for (doc,) in self.db.execute("SELECT doc FROM listeners ORDER BY rowid"):
             listener = Listener(**json.loads(doc))
-            self.lbs[listener.lb_id].listeners[listener.listener_id] = listener
+            parent = self.lbs.get(listener.lb_id)
+            if parent is None:
+                log.warning("event=orphan_row kind=listener id=%s", listener.listener_id)
+                continue
+            parent.listeners[listener.listener_id] = listener
         for (doc,) in self.db.execute("SELECT doc FROM rules ORDER BY rowid"):
             rule = Rule(**json.loads(doc))
-            self.lbs[rule.lb_id].listeners[rule.listener_id].rules[rule.location_id] = rule
+            owner = self.lbs.get(rule.lb_id)
+            owner_listener = owner.listeners.get(rule.listener_id) if owner else None
+            if owner_listener is None:
+                log.warning("event=orphan_row kind=rule id=%s", rule.location_id)
+                continue
+            owner_listener.rules[rule.location_id] = rule
         for lb_id, listener_id, location_id, doc in self.db.execute(
             "SELECT lb_id, listener_id, location_id, doc FROM targets ORDER BY rowid"
         ):
             target = _target_from(json.loads(doc))
-            self._targets_of(
-                {"lb_id": lb_id, "listener_id": listener_id, "location_id": location_id}
-            )[target.key] = target
+            try:
+                bound = self._targets_of(
+                    {"lb_id": lb_id, "listener_id": listener_id, "location_id": location_id}
+                )
+            except KeyError:
+                log.warning("event=orphan_row kind=target listener=%s", listener_id)
+                continue
+            bound[target.key] = target
         for row in self.db.execute(
             "SELECT id, action, lb_ids, status, message, ops, created, deal_name FROM tasks"
         ):

@@ -184,6 +184,12 @@ class Informer(Generic[R]):
                     self.watch_failures += 1
                     log.warning("event=watch_failed kind=%s error=%r", self.kind, error)
                     await asyncio.sleep(self.retry_delay)
+                except Exception:
+                    # Anything else (an undecodable event, say) must not freeze the cache for
+                    # good: log it, then list again.
+                    self.watch_failures += 1
+                    log.exception("event=watch_failed kind=%s", self.kind)
+                    await asyncio.sleep(self.retry_delay)
         finally:
             resync.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -83,9 +83,21 @@ class LeaderElector:
                         task.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
                             await task
+                if leading in done and not leading.cancelled():
+                    error = leading.exception()
+                    if error is None:
+                        await self.release()  # the work ended by itself: let others lead
+                        return
+                    log.error(
+                        "event=leader_work_failed identity=%s",
+                        self.config.identity,
+                        exc_info=error,
+                    )
+                    # Not a hot loop: give the work (and the API) a retry period to recover.
+                    await self.release()
+                    await asyncio.sleep(self.config.retry_period)
+                    continue
                 self.is_leader = False
-                if leading in done and leading.exception() is None:
-                    return  # the work ended by itself: nothing left to lead
                 log.warning("event=leadership_lost identity=%s", self.config.identity)
         finally:
             if self.is_leader:

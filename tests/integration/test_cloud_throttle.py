@@ -1,6 +1,6 @@
 """Client-side throttling against the emulator's real rate limit (per action per cloud second).
 
-At time scale 0.1 the emulator admits 20 calls per action per 0.1 s (200/s); the adapter's
+At time scale 0.5 the emulator admits 20 calls per action per 0.5 s (40/s); the adapter's
 token bucket, scaled the same way, keeps under it. Without the bucket, the same burst is
 refused with RequestLimitExceeded, and the retries still get every call through.
 """
@@ -34,9 +34,10 @@ async def burst(
 async def test_the_token_bucket_keeps_a_burst_under_the_rate_limit(
     make_emulator: EmulatorFactory,
 ) -> None:
-    # 80% of the emulator's 200/s leaves room for calls that arrive bunched up.
-    paced = replace(Timing().scaled(0.1), rate=160.0)
-    refused, counter = await burst(make_emulator, paced)
+    # At scale 0.5 the emulator admits 20 per 0.5 s (40/s); pacing at 80% of that leaves room
+    # for calls that arrive bunched up after a stall of the loop.
+    paced = replace(Timing().scaled(0.5), rate=32.0)
+    refused, counter = await burst(make_emulator, paced, time_scale=0.5)
     assert refused <= 2
     assert counter.calls[("DescribeListeners", "Success")] == BURST
 

@@ -183,8 +183,9 @@ async def test_slow_answers(ckube: AsyncClient) -> None:
 async def test_graceful_deletion_serves_through_prestop_and_grace_period(
     cluster: Cluster, ckube: AsyncClient
 ) -> None:
-    lifecycle = {"preStop": {"exec": {"command": ["/bin/sh", "-c", "sleep 1"]}}}
-    manifest = pod_manifest("drain", eni=True, lifecycle=lifecycle, terminationGracePeriodSeconds=2)
+    # Generous times: the checks below must not depend on how loaded the machine is.
+    lifecycle = {"preStop": {"exec": {"command": ["/bin/sh", "-c", "sleep 2"]}}}
+    manifest = pod_manifest("drain", eni=True, lifecycle=lifecycle, terminationGracePeriodSeconds=6)
     await create_pod(ckube, manifest)
     pod = await pod_when(ckube, "drain", is_true("Ready"))
     assert pod.status is not None and pod.status.podIP is not None
@@ -193,13 +194,13 @@ async def test_graceful_deletion_serves_through_prestop_and_grace_period(
     await ckube.delete(Pod, "drain", namespace="default")
     marked = await ckube.get(Pod, "drain", namespace="default")
     assert marked.metadata is not None and marked.metadata.deletionTimestamp is not None
-    # Answering through preStop (1 s) and on until the grace period (2 s) ends.
-    while time.monotonic() - started < 1.6:
+    # Answering through preStop (2 s) and on toward the end of the grace period (6 s).
+    while time.monotonic() - started < 3:
         status, body = await http(ip, 8080)
         assert (status, body["pod"]) == (200, "drain")
         await asyncio.sleep(0.2)
-    await wait_for(lambda: gone(ckube, "drain"), timeout=5)
-    assert time.monotonic() - started >= 1.9
+    await wait_for(lambda: gone(ckube, "drain"), timeout=15)
+    assert time.monotonic() - started >= 5.9
     assert await refused(ip, 8080)
     assert cluster.kubelet.runtime("default", "drain") is None
 
@@ -215,8 +216,8 @@ async def test_shutdown_delay_ends_serving_before_the_grace_period(ckube: AsyncC
     await ckube.delete(Pod, "quick", namespace="default")
     status, _ = await http(pod.status.podIP, 8080)
     assert status == 200  # still serving right after SIGTERM
-    await wait_for(lambda: gone(ckube, "quick"), timeout=5)
-    assert 0.9 <= time.monotonic() - started < 5
+    await wait_for(lambda: gone(ckube, "quick"), timeout=20)
+    assert 0.9 <= time.monotonic() - started < 25  # the delay (1 s), not the grace (30 s)
     assert await refused(pod.status.podIP, 8080)
 
 

@@ -423,3 +423,20 @@ async def test_task_is_refused_while_a_hold_runs(store: Store) -> None:
         task_id="t2", action="RegisterTargets", lb_ids=[LB], ops=[], cloud_seconds=0
     )
     assert task.status == TASK_DONE
+
+
+@pytest.mark.looptime
+async def test_a_task_that_cannot_be_applied_fails_instead_of_running_forever(
+    store: Store,
+) -> None:
+    engine = TaskEngine(store, config(1.0))
+    # Operations on a listener that does not exist: applying them raises.
+    broken = [{"op": "put_targets", "lb_id": LB, "listener_id": "lbl-missing",
+               "location_id": "", "targets": []}]  # fmt: skip
+    task = engine.start(
+        task_id="t-broken", action="RegisterTargets", lb_ids=[LB], ops=broken, cloud_seconds=5.0
+    )
+    await asyncio.sleep(6)
+    assert task.status == TASK_FAILED
+    assert "could not apply" in task.message
+    engine.ensure_idle([LB])  # the CLB is free again
