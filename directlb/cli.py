@@ -364,12 +364,74 @@ def _run_bench_sim_api(args: argparse.Namespace) -> int:
     return bench_main(args)
 
 
+def _add_controller(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from directlb.controllers.config import add_arguments
+
+    p = sub.add_parser(
+        "controller",
+        help="run the controller (every flag may also come from DIRECTLB_<FLAG>)",
+    )
+    add_arguments(p)
+    p.set_defaults(run=_run_controller)
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def _run_controller(args: argparse.Namespace) -> int:
+    from directlb.controllers import runtime
+    from directlb.controllers.config import ConfigError, from_args
+
+    try:
+        config = from_args(args)
+    except ConfigError as error:
+        print(f"directlb controller: {error}", file=sys.stderr)
+        return 2
+
+    async def serve() -> None:
+        await runtime.run(config, stop=_stop_on_signals())
+
+    asyncio.run(serve())
+    return 0
+
+
+def _add_up(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "up",
+        help="the whole local environment: simulated cluster, CLB emulator and controller",
+    )
+    p.add_argument("--nodes", type=int, default=3, metavar="N", help="nodes registered")
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="keep the cluster, the CLBs and the kubeconfig here (default: a temporary dir)",
+    )
+    p.add_argument(
+        "--ready-file", type=Path, metavar="FILE", help="write the connection details as JSON"
+    )
+    p.set_defaults(run=_run_up)
+
+
+def _run_up(args: argparse.Namespace) -> int:
+    from directlb.demo.up import main as up_main
+
+    return up_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="directlb", description=__doc__)
     parser.add_argument("--log-level", default="INFO")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_emulator(sub)
     _add_sim(sub)
+    _add_controller(sub)
+    _add_up(sub)
     _add_bench(sub)
     return parser
 
@@ -383,4 +445,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # httpx logs every request at INFO; that is the SDK's chatter, not ours.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
     return int(args.run(args))

@@ -111,6 +111,10 @@ class Manager:
         self.metrics.leader.set(1)
         log.info("event=leading controllers=%d", len(self._controllers))
         try:
+            if not self._controllers:
+                # Nothing to reconcile yet, but keep leading: returning would end the
+                # election (and release the Lease) as if the work were done.
+                await asyncio.Event().wait()
             await asyncio.gather(
                 *(run_workers(c.queue, c.reconcile, workers=c.workers) for c in self._controllers)
             )

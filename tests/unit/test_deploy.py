@@ -22,7 +22,6 @@ declared list in permissions.py, reviewed by people, is for.
 
 from __future__ import annotations
 
-import argparse
 import ast
 import importlib
 import re
@@ -535,17 +534,11 @@ def test_pdb_keeps_one_of_the_deployments_pods(
 def test_deployment_args_parse_with_the_cli(
     objects: list[dict[str, Any]], container: dict[str, Any]
 ) -> None:
-    """Once `directlb controller` exists, the manifest's args must be ones it accepts."""
+    """The manifest's args (with the ConfigMap values) are ones `directlb controller` accepts."""
     from directlb.cli import build_parser
+    from directlb.controllers.config import from_args
 
     parser = build_parser()
-    (commands,) = [
-        action.choices
-        for action in parser._actions
-        if isinstance(action, argparse._SubParsersAction)
-    ]
-    if "controller" not in commands:
-        pytest.skip("`directlb controller` is not implemented yet (issue 6)")
     config = next(obj["data"] for obj in objects if obj["kind"] == "ConfigMap")
     env = {
         item["name"]: config[item["valueFrom"]["configMapKeyRef"]["key"]]
@@ -553,7 +546,21 @@ def test_deployment_args_parse_with_the_cli(
         if "configMapKeyRef" in item.get("valueFrom", {})
     }
     args = [re.sub(r"\$\((\w+)\)", lambda m: env[m[1]], arg) for arg in container["args"]]
-    parser.parse_args(args)
+    parsed = parser.parse_args(args)
+    assert parsed.command == "controller"
+    # ... and settings the controller accepts, with the pod's environment.
+    pod_env = {
+        **env,
+        "TENCENTCLOUD_SECRET_ID": "AKIDexample",
+        "TENCENTCLOUD_SECRET_KEY": "example",
+        "POD_NAME": "directlb-controller-0",
+        "POD_NAMESPACE": "directlb-system",
+    }
+    settings = from_args(parsed, pod_env)
+    assert settings.leader_elect
+    assert settings.leader_election_namespace == "directlb-system"
+    assert settings.identity == "directlb-controller-0"
+    assert (settings.metrics_listen.port, settings.webhook_listen.port) == (8080, 9443)
 
 
 # ---------------------------------------------------------------- Dockerfile and docs

@@ -1,0 +1,173 @@
+"""``directlb controller``: wire the Kubernetes client, the cloud adapter and the manager.
+
+The reconcilers (Services, Ingresses, readiness gates: issues 7-9) are not written yet, so
+today the runtime runs what they will stand on: the shared informers they need (Services,
+Pods, EndpointSlices, Nodes), leader election, ``/metrics``, ``/healthz`` and ``/readyz``, and
+a check that the CLB endpoint answers. The start-up log line says which controllers run.
+
+The cloud is checked in the background, never at start: a cloud API briefly unreachable must
+not crash-loop the pod (the webhook and the health endpoints do not depend on it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from lightkube import AsyncClient, KubeConfig
+from lightkube.resources.core_v1 import Node, Pod, Service
+from lightkube.resources.discovery_v1 import EndpointSlice
+
+from directlb.cloud.config import TencentConfig
+from directlb.cloud.errors import CloudError
+from directlb.cloud.tencent import TencentLoadBalancers
+from directlb.controllers.config import ControllerConfig
+from directlb.controllers.manager import Manager
+from directlb.controllers.metrics import Metrics
+from directlb.kube.leader import LeaseConfig
+from directlb.kube.permissions import LEASE_NAME
+
+log = logging.getLogger("directlb.controllers.runtime")
+
+FIELD_MANAGER = "directlb"
+#: The kinds the reconcilers of issues 7-9 read from caches (docs/deploy.md, RBAC table).
+INFORMED: tuple[type[Any], ...] = (Service, Pod, EndpointSlice, Node)
+#: Seconds between two checks of an unreachable cloud endpoint.
+CLOUD_CHECK_INTERVAL = 30.0
+
+
+@dataclass(frozen=True)
+class Started:
+    """What a caller (``directlb up``, tests) needs once the runtime is up and synced."""
+
+    metrics_url: str
+    identity: str
+
+
+def kube_config(config: ControllerConfig) -> KubeConfig:
+    if config.kubeconfig is not None:
+        return KubeConfig.from_file(config.kubeconfig)
+    # In a pod: the service account; elsewhere lightkube's usual KUBECONFIG/~/.kube/config.
+    return KubeConfig.from_env()
+
+
+def tencent_config(config: ControllerConfig) -> TencentConfig:
+    return TencentConfig(
+        region=config.region,
+        credentials=config.credentials,
+        vpc_id=config.vpc_id,
+        endpoint=config.clb_endpoint,
+        protocol=config.clb_protocol,
+        strategy=config.sync_strategy,
+    )
+
+
+def build_manager(config: ControllerConfig, client: AsyncClient, metrics: Metrics) -> Manager:
+    lease = (
+        LeaseConfig(
+            name=LEASE_NAME,
+            namespace=config.leader_election_namespace,
+            identity=config.identity,
+            lease_duration=config.lease_duration,
+            renew_deadline=config.renew_deadline,
+            retry_period=config.retry_period,
+        )
+        if config.leader_elect
+        else None
+    )
+    manager = Manager(client, metrics=metrics, lease=lease)
+    for resource in INFORMED:
+        manager.informer(resource)
+    return manager
+
+
+async def check_cloud(cloud: TencentLoadBalancers, *, interval: float) -> None:
+    """Log whether the CLB API answers; retry until it does. Never raises."""
+    while True:
+        try:
+            await cloud.api.call("DescribeLoadBalancers", {"Limit": 1})
+        except CloudError as error:
+            log.warning(
+                "event=cloud_unreachable region=%s code=%s retry_in=%gs",
+                cloud.config.region,
+                error.code,
+                interval,
+            )
+        except Exception as error:  # a check must never take the process down
+            log.warning("event=cloud_check_failed error=%s retry_in=%gs", error, interval)
+        else:
+            log.info("event=cloud_reachable region=%s", cloud.config.region)
+            return
+        await asyncio.sleep(interval)
+
+
+async def run(
+    config: ControllerConfig,
+    *,
+    stop: asyncio.Event,
+    on_started: Callable[[Started], None] | None = None,
+    cloud_check_interval: float = CLOUD_CHECK_INTERVAL,
+) -> None:
+    """Run until ``stop`` is set; then stop leading (releasing the Lease) and close clients."""
+    client = AsyncClient(config=kube_config(config), field_manager=FIELD_MANAGER)
+    metrics = Metrics()
+    cloud = TencentLoadBalancers(tencent_config(config), observer=metrics)
+    manager = build_manager(config, client, metrics)
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        port = await manager.serve_endpoints(config.metrics_listen.host, config.metrics_listen.port)
+        host = config.metrics_listen.host
+        shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+        metrics_url = f"http://{f'[{shown}]' if ':' in shown else shown}:{port}"
+        log.info(
+            "event=started identity=%s region=%s vpc=%s cluster=%s clb_endpoint=%s "
+            "strategy=%s leader_elect=%s lease=%s metrics=%s controllers=none "
+            "note=%s",
+            config.identity,
+            config.region,
+            config.vpc_id,
+            config.cluster_id,
+            config.clb_endpoint or "clb.tencentcloudapi.com",
+            config.sync_strategy.value,
+            config.leader_elect,
+            f"{config.leader_election_namespace}/{LEASE_NAME}" if config.leader_elect else "-",
+            metrics_url,
+            '"runtime only: the Service, Ingress and readiness-gate reconcilers '
+            '(issues 7-9) and the webhook (issue 8) are not written yet"',
+        )
+        running = asyncio.create_task(manager.run(), name="manager")
+        tasks.append(running)
+        tasks.append(
+            asyncio.create_task(
+                check_cloud(cloud, interval=cloud_check_interval), name="cloud-check"
+            )
+        )
+        if on_started is not None:
+            synced = asyncio.create_task(_when_synced(manager), name="wait-synced")
+            tasks.append(synced)
+            await asyncio.wait({synced, running}, return_when=asyncio.FIRST_COMPLETED)
+            if synced.done() and not running.done():
+                on_started(Started(metrics_url=metrics_url, identity=config.identity))
+        stopping = asyncio.create_task(stop.wait(), name="stop")
+        try:
+            await asyncio.wait({stopping, running}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if running.done():
+            running.result()  # the manager ended by itself: surface why
+        log.info("event=stopping identity=%s", config.identity)
+    finally:
+        for task in tasks:
+            task.cancel()
+        # The manager's own cleanup (releasing the Lease) runs inside its cancellation.
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await cloud.aclose()
+        await client.close()
+        log.info("event=stopped identity=%s", config.identity)
+
+
+async def _when_synced(manager: Manager) -> None:
+    await asyncio.gather(*(manager.informer(r).synced.wait() for r in INFORMED))
