@@ -23,6 +23,11 @@ from directlb.emulator.store import TASK_DONE, TASK_FAILED, TASK_RUNNING, Op, St
 
 log = logging.getLogger("directlb.emulator.engine")
 
+# Finished tasks answer DescribeTaskStatus for an hour, then are forgotten (as cloud task
+# records expire), so a long-running emulator does not grow without bound.
+TASK_RETENTION_SECONDS = 3600.0
+PRUNE_EVERY = 1000
+
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 
 
@@ -63,6 +68,7 @@ class TaskEngine:
         self.config = config
         self.busy: dict[str, str] = {}  # lb_id -> id of the task (or call) holding it
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._finished = 0
 
     def recover(self) -> int:
         """Finish every task that was in flight when the last process died.
@@ -137,6 +143,9 @@ class TaskEngine:
 
     def _finish(self, task: Task) -> None:
         self._timers.pop(task.task_id, None)
+        self._finished += 1
+        if self._finished % PRUNE_EVERY == 0:
+            self.store.prune_tasks(older_than=time.time() - TASK_RETENTION_SECONDS)
         task.status = TASK_FAILED if task.message else TASK_DONE
         ops, task_ops = task.ops, task.ops
         task.ops = []
@@ -168,6 +177,11 @@ class TaskEngine:
             for lb_id in lb_ids:
                 if self.busy.get(lb_id) == holder:
                     del self.busy[lb_id]
+
+    @property
+    def running(self) -> int:
+        """Tasks in flight (each has a timer until it finishes)."""
+        return len(self._timers)
 
     def close(self) -> None:
         for timer in self._timers.values():

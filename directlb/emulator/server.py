@@ -28,17 +28,18 @@ from directlb.emulator.engine import Ids, TaskEngine
 from directlb.emulator.errors import ApiError
 from directlb.emulator.health import HealthProber
 from directlb.emulator.params import Params
-from directlb.emulator.store import TASK_RUNNING, Store
+from directlb.emulator.store import Store
 
 log = logging.getLogger("directlb.emulator")
 
 API_VERSION = "2018-03-17"
 SERVICE = "clb"
 JSON = "application/json"
-LEDGER_SIZE = 1_000_000
+# The newest calls kept for /_emulator/ledger (a benchmark reads them as it goes).
+LEDGER_SIZE = 200_000
 
 
-@dataclass
+@dataclass(slots=True)
 class LedgerEntry:
     seq: int
     at: float
@@ -317,7 +318,7 @@ class Emulator:
     # ----- the emulator's own endpoints ---------------------------------------------------
 
     async def _health(self, request: web.Request) -> web.Response:
-        running = sum(1 for t in self.store.tasks.values() if t.status == TASK_RUNNING)
+        running = self.engine.running
         return web.json_response(
             {
                 "status": "ok",

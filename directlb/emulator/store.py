@@ -395,5 +395,20 @@ class Store:
             if task.deal_name:
                 self.deals[task.deal_name] = task.task_id
 
+    def prune_tasks(self, *, older_than: float) -> int:
+        """Forget finished tasks created before ``older_than`` (epoch seconds)."""
+        stale = [
+            t.task_id
+            for t in self.tasks.values()
+            if t.status != TASK_RUNNING and t.created < older_than
+        ]
+        with self.db:
+            self.db.executemany("DELETE FROM tasks WHERE id = ?", [(i,) for i in stale])
+        for task_id in stale:
+            task = self.tasks.pop(task_id)
+            if task.deal_name:
+                self.deals.pop(task.deal_name, None)
+        return len(stale)
+
     def close(self) -> None:
         self.db.close()

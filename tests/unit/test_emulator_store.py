@@ -564,3 +564,17 @@ def test_an_orphan_row_is_skipped_not_fatal(opened: list[Store], state: Path) ->
     db.close()
     restarted = open_store(opened, state)
     assert restarted.lbs == {}
+
+
+def test_finished_tasks_are_pruned_after_their_retention(opened: list[Store], state: Path) -> None:
+    store = open_store(opened, state)
+    old_done = running_task("old", [], created=100.0)
+    old_done.status = TASK_DONE
+    new_done = running_task("new", [], created=10_000.0)
+    new_done.status = TASK_DONE
+    still_running = running_task("busy", [], created=100.0)
+    for task in (old_done, new_done, still_running):
+        store.apply([], task=task)
+    assert store.prune_tasks(older_than=5_000.0) == 1
+    assert set(store.tasks) == {"new", "busy"}
+    assert rows(state, "tasks") == 2
