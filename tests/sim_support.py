@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -153,3 +154,20 @@ def deployment(name: str, *, replicas: int = 2) -> dict[str, Any]:
             },
         },
     }
+
+
+@contextlib.asynccontextmanager
+async def running_api_server(**config: Any) -> AsyncIterator[ApiServer]:
+    """An in-process API server with ``SimConfig(**config)`` (bookmarks every 60 s unless set)."""
+    config.setdefault("bookmark_interval", 60)
+    server = ApiServer(SimConfig(**config))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+def lightkube_client(server: ApiServer) -> AsyncClient:
+    """A lightkube client of ``server`` (close it when done)."""
+    return AsyncClient(config=KubeConfig.from_dict(server.kubeconfig()), field_manager="tests")

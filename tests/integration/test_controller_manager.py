@@ -4,33 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from lightkube import AsyncClient, KubeConfig
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ConfigMap
 
 from directlb.controllers.manager import Manager
 from directlb.kube.informer import Event, key_of
 from directlb.kube.leader import LeaseConfig
-from directlb.sim.server import ApiServer, SimConfig
+from directlb.sim.server import ApiServer
 from tests import support
+from tests.sim_support import lightkube_client, running_api_server
 
-
-@contextlib.asynccontextmanager
-async def api_server() -> AsyncIterator[ApiServer]:
-    server = ApiServer(SimConfig(bookmark_interval=60))
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
-def client_of(server: ApiServer) -> AsyncClient:
-    return AsyncClient(config=KubeConfig.from_dict(server.kubeconfig()), field_manager="t")
+api_server = running_api_server
+client_of = lightkube_client
 
 
 class Recorder:

@@ -16,18 +16,17 @@ from lightkube.resources.core_v1 import ConfigMap, Namespace, Pod
 from directlb.kube.informer import ADDED, DELETED, MODIFIED, Event, Informer, key_of
 from directlb.sim.server import ApiServer, SimConfig
 from tests import support
+from tests.sim_support import lightkube_client, running_api_server
 
 
 @contextlib.asynccontextmanager
 async def api_server(**config: Any) -> AsyncIterator[tuple[ApiServer, AsyncClient]]:
-    server = ApiServer(SimConfig(**config))
-    await server.start()
-    client = AsyncClient(config=KubeConfig.from_dict(server.kubeconfig()), field_manager="t")
-    try:
-        yield server, client
-    finally:
-        await client.close()
-        await server.stop()
+    async with running_api_server(**config) as server:
+        client = lightkube_client(server)
+        try:
+            yield server, client
+        finally:
+            await client.close()
 
 
 @contextlib.asynccontextmanager

@@ -5,31 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 
-from lightkube import AsyncClient, KubeConfig
+from lightkube import AsyncClient
 from lightkube.resources.coordination_v1 import Lease
 
 from directlb.kube.leader import LeaderElector, LeaseConfig
-from directlb.sim.server import ApiServer, SimConfig
 from tests import support
+from tests.sim_support import lightkube_client, running_api_server
 
 # Long enough that one slow round trip on a loaded machine cannot cost the leader its lease.
 DURATION, RENEW, RETRY = 3.0, 2.0, 0.2
 
 
-@contextlib.asynccontextmanager
-async def cluster() -> AsyncIterator[ApiServer]:
-    server = ApiServer(SimConfig(bookmark_interval=60))
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
-def client_of(server: ApiServer) -> AsyncClient:
-    return AsyncClient(config=KubeConfig.from_dict(server.kubeconfig()), field_manager="t")
+cluster = running_api_server
+client_of = lightkube_client
 
 
 def elector(client: AsyncClient, identity: str) -> LeaderElector:

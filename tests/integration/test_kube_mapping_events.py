@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from lightkube import AsyncClient, KubeConfig
+from lightkube import AsyncClient
 from lightkube.models.core_v1 import Container, PodSpec, ServicePort, ServiceSpec
 from lightkube.models.discovery_v1 import EndpointPort
 from lightkube.models.meta_v1 import ObjectMeta
@@ -29,20 +29,18 @@ from directlb.kube.events import WARNING, EventRecorder
 from directlb.kube.informer import Event as CacheEvent
 from directlb.kube.informer import Informer
 from directlb.kube.workqueue import WorkQueue
-from directlb.sim.server import ApiServer, SimConfig
 from tests import support
+from tests.sim_support import lightkube_client, running_api_server
 
 
 @contextlib.asynccontextmanager
 async def cluster() -> AsyncIterator[AsyncClient]:
-    server = ApiServer(SimConfig(bookmark_interval=60))
-    await server.start()
-    client = AsyncClient(config=KubeConfig.from_dict(server.kubeconfig()), field_manager="t")
-    try:
-        yield client
-    finally:
-        await client.close()
-        await server.stop()
+    async with running_api_server() as server:
+        client = lightkube_client(server)
+        try:
+            yield client
+        finally:
+            await client.close()
 
 
 @contextlib.asynccontextmanager
