@@ -100,6 +100,12 @@ def _add_emulator(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=3.0,
         help="wall seconds a 'slow' fault holds an answer back",
     )
+    p.add_argument(
+        "--data-plane",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="carry real TCP/UDP/HTTP traffic on every CLB's VIP (default: on)",
+    )
     p.set_defaults(run=_run_emulator)
 
 
@@ -128,6 +134,7 @@ def _emulator_config(args: argparse.Namespace) -> object:
         vpc_cidrs=tuple(args.vpc_cidr) if args.vpc_cidr else DEFAULT_VPC_CIDRS,
         state_path=args.state,
         instances=dict(args.instance),
+        data_plane=args.data_plane,
     )
 
 

@@ -129,6 +129,8 @@ class EmulatorConfig:
     state_path: Path | None = None
     # CVM instances (InstanceId -> private IP) that targets may name instead of an EniIp.
     instances: dict[str, str] = field(default_factory=dict)
+    # Serve real traffic on every CLB's VIP (see dataplane.py); off: the API only.
+    data_plane: bool = True
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.time_scale) and self.time_scale >= 0):

@@ -24,6 +24,7 @@ from aiohttp import web
 from directlb.emulator import auth
 from directlb.emulator.actions import Actions, Call
 from directlb.emulator.config import FAULT_KINDS, EmulatorConfig
+from directlb.emulator.dataplane import DataPlane
 from directlb.emulator.engine import Ids, TaskEngine
 from directlb.emulator.errors import ApiError
 from directlb.emulator.health import HealthProber
@@ -138,6 +139,10 @@ class Emulator:
         self._seq = 0
         self._runner: web.AppRunner | None = None
         self._prober: asyncio.Task[None] | None = None
+        self.dataplane: DataPlane | None = None
+        if config.data_plane:
+            self.dataplane = DataPlane(store=self.store, health=self.health, config=config)
+        self._dataplane_task: asyncio.Task[None] | None = None
         self.host = "127.0.0.1"
         self.port = 0
 
@@ -161,6 +166,8 @@ class Emulator:
         server = cast(Any, site._server)
         self.host, self.port = server.sockets[0].getsockname()[:2]
         self._prober = asyncio.create_task(self.health.run(), name="health-prober")
+        if self.dataplane is not None:
+            self._dataplane_task = asyncio.create_task(self.dataplane.run(), name="data-plane")
         log.info(
             "event=listening endpoint=%s region=%s time_scale=%s",
             self.endpoint,
@@ -173,6 +180,13 @@ class Emulator:
         return f"{self.host}:{self.port}"
 
     async def stop(self) -> None:
+        if self._dataplane_task is not None:
+            self._dataplane_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._dataplane_task
+            self._dataplane_task = None
+        if self.dataplane is not None:
+            await self.dataplane.close()
         if self._prober is not None:
             self._prober.cancel()
             with contextlib.suppress(asyncio.CancelledError):
