@@ -1,9 +1,10 @@
 """``directlb controller``: wire the Kubernetes client, the cloud adapter and the manager.
 
-The reconcilers (Services, Ingresses, readiness gates: issues 7-9) are not written yet, so
-today the runtime runs what they will stand on: the shared informers they need (Services,
-Pods, EndpointSlices, Nodes), leader election, ``/metrics``, ``/healthz`` and ``/readyz``, and
-a check that the CLB endpoint answers. The start-up log line says which controllers run.
+The runtime runs the shared informers (Services, Pods, EndpointSlices, Nodes), the Service
+controller (:mod:`directlb.controllers.service`, issue 7), the Event recorder, leader election,
+``/metrics``, ``/healthz`` and ``/readyz``, and a check that the CLB endpoint answers. The
+Ingress and readiness-gate reconcilers (issues 8-9) are not written yet. The start-up log line
+says which controllers run.
 
 The cloud is checked in the background, never at start: a cloud API briefly unreachable must
 not crash-loop the pod (the webhook and the health endpoints do not depend on it).
@@ -21,12 +22,18 @@ from lightkube import AsyncClient, KubeConfig
 from lightkube.resources.core_v1 import Node, Pod, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 
-from directlb.cloud.config import TencentConfig
+from directlb.cloud.config import TencentConfig, Timing
 from directlb.cloud.errors import CloudError
+from directlb.cloud.port import CloudLoadBalancers
 from directlb.cloud.tencent import TencentLoadBalancers
+from directlb.controllers import service as service_controller
 from directlb.controllers.config import ControllerConfig
 from directlb.controllers.manager import Manager
 from directlb.controllers.metrics import Metrics
+from directlb.controllers.service import ServiceController
+from directlb.kube import mapping
+from directlb.kube.events import EventRecorder
+from directlb.kube.informer import key_of
 from directlb.kube.leader import LeaseConfig
 from directlb.kube.permissions import LEASE_NAME
 
@@ -54,8 +61,9 @@ def kube_config(config: ControllerConfig) -> KubeConfig:
     return KubeConfig.from_env()
 
 
-def tencent_config(config: ControllerConfig) -> TencentConfig:
+def tencent_config(config: ControllerConfig, timing: Timing | None = None) -> TencentConfig:
     return TencentConfig(
+        timing=timing or Timing(),
         region=config.region,
         credentials=config.credentials,
         vpc_id=config.vpc_id,
@@ -65,7 +73,17 @@ def tencent_config(config: ControllerConfig) -> TencentConfig:
     )
 
 
-def build_manager(config: ControllerConfig, client: AsyncClient, metrics: Metrics) -> Manager:
+def build_manager(
+    config: ControllerConfig,
+    client: AsyncClient,
+    metrics: Metrics,
+    *,
+    cloud: CloudLoadBalancers | None = None,
+    recorder: EventRecorder | None = None,
+) -> Manager:
+    """The manager with its informers; with ``cloud`` and ``recorder``, the Service controller
+    too (Service -> itself, EndpointSlice -> its Service, Pod -> the Services selecting it,
+    Node -> every node-backed Service)."""
     lease = (
         LeaseConfig(
             name=LEASE_NAME,
@@ -81,7 +99,45 @@ def build_manager(config: ControllerConfig, client: AsyncClient, metrics: Metric
     manager = Manager(client, metrics=metrics, lease=lease)
     for resource in INFORMED:
         manager.informer(resource)
+    if cloud is not None and recorder is not None:
+        register_service_controller(manager, config, cloud, recorder)
     return manager
+
+
+def register_service_controller(
+    manager: Manager, config: ControllerConfig, cloud: CloudLoadBalancers, recorder: EventRecorder
+) -> ServiceController:
+    services = manager.informer(Service)
+    slices = manager.informer(EndpointSlice)
+    pods = manager.informer(Pod)
+    nodes = manager.informer(Node)
+    services.store.add_index(mapping.BY_NAMESPACE, mapping.index_by_namespace)
+    pods.store.add_index(mapping.BY_NAMESPACE, mapping.index_by_namespace)
+    slices.store.add_index(service_controller.BY_SERVICE, service_controller.slice_service)
+    controller = ServiceController(
+        client=manager.client,
+        cloud=cloud,
+        recorder=recorder,
+        cluster_id=config.cluster_id,
+        services=services.store,
+        slices=slices.store,
+        pods=pods.store,
+        nodes=nodes.store,
+        direct_routable_cidrs=config.direct_routable_cidrs,
+    )
+    queue = manager.controller("service", controller.reconcile, workers=config.workers)
+    services.add_handler(lambda event: queue.add(key_of(event.obj)))
+    slices.add_handler(lambda event: mapping.enqueue(queue.add, mapping.service_for_slice(event)))
+    pods.add_handler(
+        lambda event: mapping.enqueue(queue.add, mapping.services_for_pod(event, services.store))
+    )
+    nodes.add_handler(
+        lambda event: mapping.enqueue(
+            queue.add,
+            mapping.services_for_node(services.store, service_controller.uses_nodes),
+        )
+    )
+    return controller
 
 
 async def check_cloud(cloud: TencentLoadBalancers, *, interval: float) -> None:
@@ -110,12 +166,14 @@ async def run(
     stop: asyncio.Event,
     on_started: Callable[[Started], None] | None = None,
     cloud_check_interval: float = CLOUD_CHECK_INTERVAL,
+    timing: Timing | None = None,
 ) -> None:
     """Run until ``stop`` is set; then stop leading (releasing the Lease) and close clients."""
     client = AsyncClient(config=kube_config(config), field_manager=FIELD_MANAGER)
     metrics = Metrics()
-    cloud = TencentLoadBalancers(tencent_config(config), observer=metrics)
-    manager = build_manager(config, client, metrics)
+    cloud = TencentLoadBalancers(tencent_config(config, timing), observer=metrics)
+    recorder = EventRecorder(client, instance=config.identity)
+    manager = build_manager(config, client, metrics, cloud=cloud, recorder=recorder)
     tasks: list[asyncio.Task[None]] = []
     try:
         port = await manager.serve_endpoints(config.metrics_listen.host, config.metrics_listen.port)
@@ -124,7 +182,7 @@ async def run(
         metrics_url = f"http://{f'[{shown}]' if ':' in shown else shown}:{port}"
         log.info(
             "event=started identity=%s region=%s vpc=%s cluster=%s clb_endpoint=%s "
-            "strategy=%s leader_elect=%s lease=%s metrics=%s controllers=none "
+            "strategy=%s leader_elect=%s lease=%s metrics=%s controllers=service "
             "note=%s",
             config.identity,
             config.region,
@@ -135,11 +193,12 @@ async def run(
             config.leader_elect,
             f"{config.leader_election_namespace}/{LEASE_NAME}" if config.leader_elect else "-",
             metrics_url,
-            '"runtime only: the Service, Ingress and readiness-gate reconcilers '
-            '(issues 7-9) and the webhook (issue 8) are not written yet"',
+            '"the Ingress and readiness-gate reconcilers (issues 8-9) and the webhook '
+            '(issue 8) are not written yet"',
         )
         running = asyncio.create_task(manager.run(), name="manager")
         tasks.append(running)
+        tasks.append(asyncio.create_task(recorder.run(), name="events"))
         tasks.append(
             asyncio.create_task(
                 check_cloud(cloud, interval=cloud_check_interval), name="cloud-check"
@@ -164,6 +223,7 @@ async def run(
             task.cancel()
         # The manager's own cleanup (releasing the Lease) runs inside its cancellation.
         await asyncio.gather(*tasks, return_exceptions=True)
+        await recorder.close()
         await cloud.aclose()
         await client.close()
         log.info("event=stopped identity=%s", config.identity)
