@@ -275,9 +275,11 @@ class ServiceController:
         annotations = dict(service.metadata.annotations or {})
         wanted = frozenset(listener.key for listener in desired.listeners)
         owned = _parse_keys(annotations.get(LISTENERS_ANNOTATION))
-        self.recorder.event(
-            service, type=NORMAL, reason="EnsuringLoadBalancer", message="Ensuring load balancer"
-        )
+        # Events say what changed: a resync of a converged Service records nothing. The first
+        # sync announces itself up front, since creating a CLB takes a while.
+        first_sync = annotations.get(LB_ID_ANNOTATION) is None
+        if first_sync:
+            self._ensuring(service)
         try:
             lb = await self.cloud.ensure_load_balancer(spec)
             if intent.adopted and not wanted <= owned:
@@ -316,7 +318,8 @@ class ServiceController:
             if service.status and service.status.loadBalancer
             else None
         )
-        if [{"ip": i.ip} for i in (current or [])] != ingress:
+        status_changed = [{"ip": i.ip} for i in (current or [])] != ingress
+        if status_changed:
             await self.client.patch(
                 Service.Status,
                 view.name,
@@ -324,10 +327,18 @@ class ServiceController:
                 namespace=view.namespace,
                 patch_type=PatchType.MERGE,
             )
-        self.recorder.event(
-            service, type=NORMAL, reason="EnsuredLoadBalancer", message="Ensured load balancer"
-        )
+        if result.operations or meta or status_changed:
+            if not first_sync:
+                self._ensuring(service)
+            self.recorder.event(
+                service, type=NORMAL, reason="EnsuredLoadBalancer", message="Ensured load balancer"
+            )
         return None
+
+    def _ensuring(self, service: Any) -> None:
+        self.recorder.event(
+            service, type=NORMAL, reason="EnsuringLoadBalancer", message="Ensuring load balancer"
+        )
 
     async def _clean_up(self, service: Any, view: ServiceView, finalizers: list[str]) -> None:
         annotations = dict(service.metadata.annotations or {})

@@ -15,7 +15,7 @@ import pytest
 from lightkube import AsyncClient, KubeConfig
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import Node, Pod, Service
+from lightkube.resources.core_v1 import Event, Node, Pod, Service
 from tencentcloud.clb.v20180317 import models
 
 from directlb.cloud.config import Credentials, Timing
@@ -148,6 +148,14 @@ async def check_seed(stack: Stack, service: dict[str, Any], *, direct: bool) -> 
     await support.wait_until(converged, timeout=DEADLINE, interval=0.1)
     [lb] = await load_balancers(stack.emulator)
     assert lb.LoadBalancerVips == [await external_ip(client, name)]
+
+    async def ensured() -> bool:
+        events = [e async for e in client.list(Event, namespace="default")]
+        return any(
+            e.reason == "EnsuredLoadBalancer" and e.involvedObject.name == name for e in events
+        )
+
+    await support.wait_until(ensured, timeout=DEADLINE, interval=0.1)
 
     await client.delete(Service, name, namespace="default")
 
