@@ -48,18 +48,26 @@ def annotation(annotations: Annotations, key: str) -> str | None:
 
 
 @dataclass(frozen=True)
-class ServiceAnnotations:
-    """What a Service's annotations ask for, once validated."""
+class LoadBalancerAnnotations:
+    """What a Service's or an Ingress's annotations ask for, once validated."""
 
     direct: bool = False
     existing_lb_id: str = ""
     internal_subnet_id: str = ""
 
 
-def parse_service_annotations(
+# Services and Ingresses ask for the same three things under different keys.
+ServiceAnnotations = LoadBalancerAnnotations
+
+
+def parse_load_balancer_annotations(
     annotations: Annotations,
-) -> tuple[ServiceAnnotations, tuple[Problem, ...]]:
-    """Parse and validate; every problem found is returned (none is raised).
+    *,
+    direct_access: str,
+    existing_lb_id: str,
+    internal_subnet_id: str,
+) -> tuple[LoadBalancerAnnotations, tuple[Problem, ...]]:
+    """Parse and validate the three keys; every problem found is returned (none is raised).
 
     On a problem the field keeps its default, and the problem (severity ``ERROR``) tells the
     controller not to act on it: guessing a mode or a load balancer could swap every backend
@@ -68,7 +76,7 @@ def parse_service_annotations(
     problems: list[Problem] = []
 
     direct = False
-    raw = annotation(annotations, DIRECT_ACCESS)
+    raw = annotation(annotations, direct_access)
     if raw is not None:
         if raw == "true":
             direct = True
@@ -76,14 +84,14 @@ def parse_service_annotations(
             problems.append(
                 Problem(
                     "InvalidDirectAccess",
-                    f'annotation {DIRECT_ACCESS} is "{raw}": set it to "true" (bind pod IPs '
+                    f'annotation {direct_access} is "{raw}": set it to "true" (bind pod IPs '
                     'directly) or "false" (bind nodes), or remove it',
                     Severity.ERROR,
                 )
             )
 
     existing = ""
-    raw = annotation(annotations, EXISTING_LB_ID)
+    raw = annotation(annotations, existing_lb_id)
     if raw is not None:
         if _LB_ID.fullmatch(raw.strip()):
             existing = raw.strip()
@@ -91,14 +99,14 @@ def parse_service_annotations(
             problems.append(
                 Problem(
                     "InvalidExistingLoadBalancerId",
-                    f'annotation {EXISTING_LB_ID} is "{raw}": set it to the id of an existing '
+                    f'annotation {existing_lb_id} is "{raw}": set it to the id of an existing '
                     "CLB (lb-xxxxxxxx), or remove it to have one created",
                     Severity.ERROR,
                 )
             )
 
     subnet = ""
-    raw = annotation(annotations, INTERNAL_SUBNET_ID)
+    raw = annotation(annotations, internal_subnet_id)
     if raw is not None and not existing:
         if _SUBNET_ID.fullmatch(raw.strip()):
             subnet = raw.strip()
@@ -106,7 +114,7 @@ def parse_service_annotations(
             problems.append(
                 Problem(
                     "InvalidInternalSubnet",
-                    f'annotation {INTERNAL_SUBNET_ID} is "{raw}": an internal CLB needs the id '
+                    f'annotation {internal_subnet_id} is "{raw}": an internal CLB needs the id '
                     "of a subnet of the cluster's VPC (subnet-xxxxxxxx); remove the annotation "
                     "for a public CLB",
                     Severity.ERROR,
@@ -114,8 +122,20 @@ def parse_service_annotations(
             )
 
     return (
-        ServiceAnnotations(direct=direct, existing_lb_id=existing, internal_subnet_id=subnet),
+        LoadBalancerAnnotations(direct=direct, existing_lb_id=existing, internal_subnet_id=subnet),
         tuple(problems),
+    )
+
+
+def parse_service_annotations(
+    annotations: Annotations,
+) -> tuple[LoadBalancerAnnotations, tuple[Problem, ...]]:
+    """A Service's annotations (TKE's keys), parsed and validated."""
+    return parse_load_balancer_annotations(
+        annotations,
+        direct_access=DIRECT_ACCESS,
+        existing_lb_id=EXISTING_LB_ID,
+        internal_subnet_id=INTERNAL_SUBNET_ID,
     )
 
 
