@@ -50,6 +50,7 @@ ASYNC_ACTIONS = frozenset(
         "CreateRule",
         "ModifyRule",
         "DeleteRule",
+        "ModifyDomainAttributes",
         "RegisterTargets",
         "DeregisterTargets",
         "ModifyTargetWeight",

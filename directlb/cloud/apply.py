@@ -35,6 +35,7 @@ from directlb.cloud.observe import read_structure
 from directlb.cloud.wire import (
     batch_target_params,
     create_listener_params,
+    modify_domain_params,
     modify_listener_params,
     modify_rule_params,
     rule_params,
@@ -51,6 +52,7 @@ from directlb.plan.ops import (
     DeleteListeners,
     DeleteRules,
     DeregisterTargets,
+    ModifyDomain,
     ModifyListener,
     ModifyRule,
     ModifyTargetWeight,
@@ -159,6 +161,8 @@ class PlanRunner:
             await self._create_rules(op)
         elif isinstance(op, ModifyRule):
             await self._modify_rule(op)
+        elif isinstance(op, ModifyDomain):
+            await self._modify_domain(op)
         elif isinstance(op, RegisterTargets | DeregisterTargets | ModifyTargetWeight):
             await self._targets(op)
         elif isinstance(op, BatchModifyTargetWeight):
@@ -289,7 +293,7 @@ class PlanRunner:
         params: Doc = {
             "LoadBalancerId": self.lb_id,
             "ListenerId": listener.listener_id,
-            "Rules": [rule_params(r) for r in missing],
+            "Rules": [rule_params(r, sni=listener.sni) for r in missing],
         }
         answer = await self._mutate(op.action, params)
         created = [str(i) for i in answer.get("LocationIds") or ()]
@@ -303,6 +307,27 @@ class PlanRunner:
             listener_id=listener.listener_id,
             location_id=rule.location_id,
             rule=op.rule,
+        )
+        await self._mutate(op.action, params)
+        self.state = advance(self.state, op)
+
+    async def _modify_domain(self, op: ModifyDomain) -> None:
+        listener = self._need_listener(op.listener, op)
+        domain = op.domain.lower()
+        if not any(r.domain == domain for r in listener.rules):
+            raise self._stale(op, f"domain {domain} of listener {listener.key}")
+        certificate = op.certificate
+        if certificate is not None and listener.domain_certificate(domain) == certificate:
+            certificate = None
+        default_server = op.default_server and listener.default_domain != domain
+        if certificate is None and not default_server:
+            return  # done already
+        params = modify_domain_params(
+            lb_id=self.lb_id,
+            listener_id=listener.listener_id,
+            domain=domain,
+            certificate=certificate,
+            default_server=default_server,
         )
         await self._mutate(op.action, params)
         self.state = advance(self.state, op)

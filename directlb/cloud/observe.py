@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from directlb.cloud.api import ClbApi
+from directlb.cloud.errors import CloudError
 from directlb.cloud.port import TargetHealth
 from directlb.cloud.wire import (
     TargetGroups,
@@ -30,6 +31,7 @@ from directlb.plan.state import Listener, LoadBalancerState, Rule, Target
 
 LISTENER_IDS_PER_DESCRIBE = 20
 LBS_PER_HEALTH_CALL = 30
+LB_NOT_FOUND = "InvalidParameter.LBIdNotFound"
 
 
 async def read_structure(api: ClbApi, lb_id: str) -> LoadBalancerState:
@@ -145,15 +147,32 @@ async def _describe_group(
 
 
 async def read_health(api: ClbApi, lb_ids: Sequence[str]) -> dict[str, tuple[TargetHealth, ...]]:
-    """Target health of many CLBs, 30 per DescribeTargetHealth call, calls in parallel."""
+    """Target health of many CLBs, 30 per DescribeTargetHealth call, calls in parallel.
+
+    A CLB that no longer exists fails its whole call (``InvalidParameter.LBIdNotFound``); that
+    call's CLBs are then asked about one by one, so the others still answer, and the missing
+    one reports no targets.
+    """
     unique = list(dict.fromkeys(lb_ids))
-    answers = await asyncio.gather(
-        *(
-            api.call("DescribeTargetHealth", {"LoadBalancerIds": list(part)})
-            for part in chunks(unique, LBS_PER_HEALTH_CALL)
-        )
+    parts = await asyncio.gather(
+        *(_health_part(api, part) for part in chunks(unique, LBS_PER_HEALTH_CALL))
     )
     health: dict[str, tuple[TargetHealth, ...]] = {lb_id: () for lb_id in unique}
-    for answer in answers:
-        health.update(parse_target_health(answer))
+    for part in parts:
+        health.update(part)
     return health
+
+
+async def _health_part(
+    api: ClbApi, lb_ids: Sequence[str], *, alone: bool = False
+) -> dict[str, tuple[TargetHealth, ...]]:
+    try:
+        answer = await api.call("DescribeTargetHealth", {"LoadBalancerIds": list(lb_ids)})
+    except CloudError as error:
+        if error.code != LB_NOT_FOUND:
+            raise
+        if alone:
+            return {}
+        singles = await asyncio.gather(*(_health_part(api, [i], alone=True) for i in lb_ids))
+        return {k: v for single in singles for k, v in single.items()}
+    return parse_target_health(answer)

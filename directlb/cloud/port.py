@@ -47,6 +47,7 @@ class LoadBalancer:
     ready: bool = True  # False while the cloud is still creating it
     vpc_id: str = ""
     subnet_id: str = ""
+    created: str = ""  # CreateTime, "YYYY-MM-DD hh:mm:ss": sorts oldest first
 
     def tag(self, key: str) -> str | None:
         for k, v in self.tags:
@@ -67,6 +68,9 @@ class LoadBalancerSpec:
     type: LoadBalancerType = LoadBalancerType.OPEN
     subnet_id: str = ""  # INTERNAL only
     existing_id: str = ""  # adopt this load balancer instead of finding or creating one
+    # The id the owner recorded last time (its annotation): the one kept if several carry
+    # the tags (see CloudLoadBalancers.ensure_load_balancer).
+    known_id: str = ""
 
     def __post_init__(self) -> None:
         if not self.existing_id and not self.tags:
@@ -106,6 +110,14 @@ class DesiredLoadBalancer:
 
 
 @dataclass(frozen=True)
+class CloudQuotas:
+    """The account's quotas that shape a desired state (Tencent's defaults until read)."""
+
+    listeners_per_lb: int = 50  # TOTAL_LISTENER_QUOTA
+    targets_per_group: int = 100  # TOTAL_TARGET_BIND_QUOTA: per listener (L4) or rule (L7)
+
+
+@dataclass(frozen=True)
 class SyncResult:
     lb_id: str
     operations: int = 0  # operations applied (0: already in sync)
@@ -125,7 +137,11 @@ class CloudLoadBalancers(Protocol):
     """
 
     async def ensure_load_balancer(self, spec: LoadBalancerSpec) -> LoadBalancer:
-        """The load balancer ``spec`` names: adopted by id, found by tags, or created; ready."""
+        """The load balancer ``spec`` names: adopted by id, found by tags, or created; ready.
+
+        Several found by tags (a create whose answer was lost reached the cloud after a
+        restarted run had created another): ``spec.known_id`` is kept, else the oldest, and
+        the others are deleted, since they carry every one of our ownership tags."""
         ...
 
     async def find_load_balancers(self, tags: Tags) -> list[LoadBalancer]:
@@ -158,10 +174,16 @@ class CloudLoadBalancers(Protocol):
         """Health of every bound target of these CLBs, by CLB id."""
         ...
 
+    async def quotas(self) -> CloudQuotas:
+        """The account's listener and target quotas: read once, refreshed rarely; the
+        defaults while the cloud cannot be asked. ``sync`` plans within them too."""
+        ...
+
 
 __all__ = [
     "Certificate",
     "CloudLoadBalancers",
+    "CloudQuotas",
     "DesiredLoadBalancer",
     "HealthCheck",
     "Listener",

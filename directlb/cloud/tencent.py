@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +28,7 @@ from directlb.cloud.errors import (
 from directlb.cloud.metrics import CallObserver
 from directlb.cloud.observe import read_full, read_health, read_per_target, read_structure
 from directlb.cloud.port import (
+    CloudQuotas,
     DesiredLoadBalancer,
     LoadBalancer,
     LoadBalancerSpec,
@@ -46,6 +48,15 @@ log = logging.getLogger("directlb.cloud")
 MAX_SYNC_ROUNDS = 3
 MAX_TAG_FILTERS = 10
 DESCRIBE_PAGE = 100
+# Seconds the CLB found for a spec (by its tags, or adopted by id) is trusted without asking
+# again: a CLB's identity and VIPs do not change, and asking at every reconcile was a third of
+# a steady-state resync's calls. A CLB deleted behind our back is still noticed at the next
+# sync (reading it fails), which forgets it here, so the retry finds or creates it again.
+KNOWN_LB_TTL = 3600.0
+# Seconds between two reads of the account's quotas (they change when a ticket raises them),
+# and before asking again after a failed read.
+QUOTA_REFRESH = 3600.0
+QUOTA_RETRY = 60.0
 
 
 class TencentLoadBalancers:
@@ -71,6 +82,10 @@ class TencentLoadBalancers:
         self.cache = ObservedCache(ttl=config.timing.cache_ttl)
         self._locks: dict[str, asyncio.Lock] = {}
         self._slots = asyncio.Semaphore(config.concurrency)
+        self._known: dict[tuple[str, Tags], tuple[LoadBalancer, float]] = {}
+        self._quotas = CloudQuotas()
+        self._quotas_until = 0.0  # monotonic time of the next read; 0: never read
+        self._quotas_lock = asyncio.Lock()
 
     @property
     def strategy(self) -> SyncStrategy:
@@ -95,6 +110,23 @@ class TencentLoadBalancers:
     # ----- load balancers ---------------------------------------------------------------------
 
     async def ensure_load_balancer(self, spec: LoadBalancerSpec) -> LoadBalancer:
+        key = (spec.existing_id or "", spec.tags)
+        known = self._known.get(key)
+        if known is not None and time.monotonic() - known[1] < KNOWN_LB_TTL:
+            return known[0]
+        lb, settled = await self._ensure_load_balancer(spec)
+        if settled:
+            self._known[key] = (lb, time.monotonic())
+        return lb
+
+    def _forget(self, lb_id: str) -> None:
+        """Stop trusting what we know of ``lb_id`` (deleted, or a sync of it failed)."""
+        for key in [k for k, (lb, _) in self._known.items() if lb.lb_id == lb_id]:
+            del self._known[key]
+
+    async def _ensure_load_balancer(self, spec: LoadBalancerSpec) -> tuple[LoadBalancer, bool]:
+        """The load balancer, and whether it may be remembered: one we just created may not,
+        so the next look finds a duplicate (see below) while one can still turn up."""
         if spec.existing_id:
             found = await self._describe_lb(spec.existing_id)
             if found is None:
@@ -105,12 +137,25 @@ class TencentLoadBalancers:
                     action="DescribeLoadBalancers",
                     lb_id=spec.existing_id,
                 )
-            return await self._wait_ready(found)
+            return await self._wait_ready(found), True
         owned = await self.find_load_balancers(spec.tags)
         if owned:
-            # Two would mean a bug or a human; the oldest id is the stable choice.
-            return await self._wait_ready(min(owned, key=lambda lb: lb.lb_id))
-        return await self._create(spec)
+            # Several: a CreateLoadBalancer sent by a run that died (or lost its lease) took
+            # effect after a later run had created one too. Keep the one the owner recorded,
+            # else the oldest; the others carry all our tags, so they are ours to delete.
+            keep, *surplus = sorted(
+                owned, key=lambda lb: (lb.lb_id != spec.known_id, lb.created, lb.lb_id)
+            )
+            for extra in surplus:
+                log.warning(
+                    "event=surplus_load_balancer lb=%s kept=%s name=%s",
+                    extra.lb_id,
+                    keep.lb_id,
+                    spec.name,
+                )
+                await self.delete_load_balancer(extra.lb_id)
+            return await self._wait_ready(keep), True
+        return await self._create(spec), False
 
     async def _create(self, spec: LoadBalancerSpec) -> LoadBalancer:
         params: dict[str, Any] = {
@@ -193,6 +238,7 @@ class TencentLoadBalancers:
     async def delete_load_balancer(self, lb_id: str) -> None:
         async with self._lock(lb_id):
             self.cache.invalidate(lb_id)
+            self._forget(lb_id)
             try:
                 await self.api.mutate(
                     "DeleteLoadBalancer", {"LoadBalancerIds": [lb_id]}, lb_id=lb_id
@@ -245,6 +291,37 @@ class TencentLoadBalancers:
     async def target_health(self, lb_ids: Sequence[str]) -> dict[str, tuple[TargetHealth, ...]]:
         return await read_health(self.api, lb_ids)
 
+    async def quotas(self) -> CloudQuotas:
+        """DescribeQuota, at most once per QUOTA_REFRESH; Tencent's defaults until it answers."""
+        async with self._quotas_lock:
+            if time.monotonic() < self._quotas_until:
+                return self._quotas
+            try:
+                answer = await self.api.call("DescribeQuota", {})
+            except CloudError as error:
+                log.warning("event=quota_read_failed code=%s retry_in=%gs", error.code, QUOTA_RETRY)
+                self._quotas_until = time.monotonic() + QUOTA_RETRY
+                return self._quotas
+            limits = {
+                str(q.get("QuotaId")): q.get("QuotaLimit") for q in answer.get("QuotaSet") or ()
+            }
+            defaults = CloudQuotas()
+            self._quotas = CloudQuotas(
+                listeners_per_lb=_positive(
+                    limits.get("TOTAL_LISTENER_QUOTA"), defaults.listeners_per_lb
+                ),
+                targets_per_group=_positive(
+                    limits.get("TOTAL_TARGET_BIND_QUOTA"), defaults.targets_per_group
+                ),
+            )
+            self._quotas_until = time.monotonic() + QUOTA_REFRESH
+            log.info(
+                "event=quotas_read listeners_per_lb=%d targets_per_group=%d",
+                self._quotas.listeners_per_lb,
+                self._quotas.targets_per_group,
+            )
+            return self._quotas
+
     # ----- sync -------------------------------------------------------------------------------
 
     async def sync(self, desired: Sequence[DesiredLoadBalancer]) -> list[SyncResult]:
@@ -268,6 +345,7 @@ class TencentLoadBalancers:
             log.warning(
                 "event=sync_failed lb=%s code=%s message=%s", desired.lb_id, error.code, error
             )
+            self._forget(desired.lb_id)  # it may be gone: the next ensure asks the cloud
             return SyncResult(desired.lb_id, error=error)
 
     async def _converge(self, desired: DesiredLoadBalancer) -> SyncResult:
@@ -279,6 +357,7 @@ class TencentLoadBalancers:
                 observed=state,
                 scope=desired.scope,
                 batching=self.strategy.batching,
+                target_quota=(await self.quotas()).targets_per_group,
             )
             if not plan:
                 return SyncResult(desired.lb_id, rounds=rounds)
@@ -302,3 +381,12 @@ class TencentLoadBalancers:
             state = await read_per_target(self.api, desired.lb_id, desired=desired.listeners)
             return state, False
         return await self.observe(desired.lb_id), True
+
+
+def _positive(value: object, default: int) -> int:
+    """A quota limit from the wire, or ``default`` if it is missing or not a positive number."""
+    try:
+        number = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return default
+    return number if number > 0 else default

@@ -63,7 +63,11 @@ def certificate_params(certificate: Certificate) -> Doc:
 
 def _listener_settings(listener: Listener) -> Doc:
     doc: Doc = {}
-    if listener.certificate is not None:
+    if listener.sni:
+        # An SNI listener has no certificate of its own: each domain has one (CreateRule,
+        # ModifyDomainAttributes). Tencent refuses Certificate together with SniSwitch=1.
+        doc["SniSwitch"] = 1
+    elif listener.certificate is not None:
         doc["Certificate"] = certificate_params(listener.certificate)
     if not listener.protocol.layer7:
         if listener.health_check is not None:
@@ -95,7 +99,9 @@ def modify_listener_params(*, lb_id: str, listener_id: str, listener: Listener) 
     return doc
 
 
-def rule_params(rule: Rule) -> Doc:
+def rule_params(rule: Rule, *, sni: bool = False) -> Doc:
+    """A ``RuleInput`` of CreateRule; ``sni``: the listener is SNI, so the domain's
+    certificate goes along (Tencent takes it only there)."""
     doc: Doc = {
         "Domain": rule.domain,
         "Url": rule.url,
@@ -104,13 +110,35 @@ def rule_params(rule: Rule) -> Doc:
     }
     if rule.health_check is not None:
         doc["HealthCheck"] = health_params(rule.health_check)
+    if sni and rule.certificate is not None:
+        doc["Certificate"] = certificate_params(rule.certificate)
+    if rule.default_server:
+        doc["DefaultServer"] = True
     return doc
 
 
 def modify_rule_params(*, lb_id: str, listener_id: str, location_id: str, rule: Rule) -> Doc:
     doc = rule_params(rule)
+    doc.pop("DefaultServer", None)
     del doc["Domain"], doc["Url"]
     return doc | {"LoadBalancerId": lb_id, "ListenerId": listener_id, "LocationId": location_id}
+
+
+def modify_domain_params(
+    *,
+    lb_id: str,
+    listener_id: str,
+    domain: str,
+    certificate: Certificate | None,
+    default_server: bool,
+) -> Doc:
+    """ModifyDomainAttributes: a domain's certificate (SNI listeners) and default flag."""
+    doc: Doc = {"LoadBalancerId": lb_id, "ListenerId": listener_id, "Domain": domain}
+    if certificate is not None:
+        doc["Certificate"] = certificate_params(certificate)
+    if default_server:
+        doc["DefaultServer"] = True
+    return doc
 
 
 def target_params(target: Target) -> Doc:
@@ -157,6 +185,8 @@ def parse_rule(doc: Mapping[str, Any]) -> Rule:
         scheduler=str(doc.get("Scheduler") or "WRR"),
         session_expire=int(doc.get("SessionExpireTime") or 0),
         location_id=str(doc["LocationId"]),
+        certificate=parse_certificate(doc.get("Certificate")),
+        default_server=bool(doc.get("DefaultServer")),
     )
 
 
@@ -172,6 +202,7 @@ def parse_listener(doc: Mapping[str, Any]) -> Listener:
         scheduler=str(doc.get("Scheduler") or "WRR"),
         session_expire=int(doc.get("SessionExpireTime") or 0),
         certificate=parse_certificate(doc.get("Certificate")),
+        sni=bool(doc.get("SniSwitch")),
         rules=tuple(parse_rule(r) for r in doc.get("Rules") or ()) if layer7 else (),
         listener_id=str(doc["ListenerId"]),
     )
@@ -230,6 +261,7 @@ def parse_load_balancer(doc: Mapping[str, Any]) -> LoadBalancer:
         ready=doc.get("Status") == 1,
         vpc_id=str(doc.get("VpcId") or ""),
         subnet_id=str(doc.get("SubnetId") or ""),
+        created=str(doc.get("CreateTime") or ""),
     )
 
 

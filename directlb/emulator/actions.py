@@ -118,6 +118,7 @@ class Actions:
             "CreateRule",
             "ModifyRule",
             "DeleteRule",
+            "ModifyDomainAttributes",
             "RegisterTargets",
             "DeregisterTargets",
             "ModifyTargetWeight",
@@ -341,6 +342,12 @@ class Actions:
             raise missing("SubnetId (an INTERNAL load balancer needs a subnet)")
         if lb_type == "OPEN" and subnet_id:
             raise invalid("SubnetId", "an OPEN IPv4 load balancer takes no SubnetId")
+        if subnet_id and subnet_id not in self.config.subnets:
+            raise invalid_value(
+                "SubnetId",
+                f"subnet {subnet_id} does not exist in VPC {vpc_id} "
+                f"(its subnets: {', '.join(self.config.subnets) or 'none'})",
+            )
         number = p.req_integer("Number", lo=1, hi=MAX_CREATE_LBS) if p.has("Number") else 1
         tags = [
             {"TagKey": tp.req_text("TagKey", max_len=127), "TagValue": tp.text("TagValue") or ""}
@@ -558,8 +565,18 @@ class Actions:
         )
         sni = p.integer("SniSwitch", default=0, lo=0, hi=1) or 0
         certificate = self._certificate(p.object("Certificate"))
+        if sni and protocol != "HTTPS":
+            raise invalid("SniSwitch", f"SNI is for HTTPS listeners, not {protocol}")
+        if sni and certificate is not None:
+            raise invalid(
+                "Certificate",
+                "an SNI listener has a certificate per domain (CreateRule, "
+                "ModifyDomainAttributes), not one of its own",
+            )
         if protocol in ("HTTPS", "TCP_SSL") and certificate is None and not sni:
             raise missing("Certificate (an HTTPS listener without SNI needs a certificate)")
+        if protocol not in ("HTTPS", "TCP_SSL") and certificate is not None:
+            raise invalid("Certificate", f"a {protocol} listener has no certificate")
         if layer7:
             for key in ("SessionExpireTime", "Scheduler", "HealthCheck"):
                 if p.has(key):
@@ -598,6 +615,16 @@ class Actions:
         ca_id = p.text("CertCaId")
         if mode == "MUTUAL" and not ca_id:
             raise missing(p.name("CertCaId") + " (MUTUAL SSLMode needs a CA certificate)")
+        known = self.config.certificates
+        if known:
+            if cert_id and known.get(cert_id) != "SVR":
+                raise invalid_value(
+                    p.name("CertId"), f"{cert_id} is not a server certificate of this account"
+                )
+            if ca_id and known.get(ca_id) != "CA":
+                raise invalid_value(
+                    p.name("CertCaId"), f"{ca_id} is not a CA certificate of this account"
+                )
         return {"SSLMode": mode, "CertId": cert_id or "cert-uploaded", "CertCaId": ca_id}
 
     def DescribeListeners(self, p: Params, call: Call) -> Doc:
@@ -688,14 +715,27 @@ class Actions:
             scheduler = p.text("Scheduler", choices=("WRR", "LEAST_CONN"))
             if scheduler is not None:
                 doc["scheduler"] = scheduler
+        sni = p.integer("SniSwitch", lo=0, hi=1)
+        if sni is not None:
+            if listener.protocol != "HTTPS":
+                raise invalid("SniSwitch", f"SNI is for HTTPS listeners, not {listener.protocol}")
+            if listener.sni_switch and not sni:
+                raise invalid_value(
+                    "SniSwitch",
+                    f"listener {listener.listener_id} has SNI on, and SNI cannot be switched "
+                    "off; create the listener again",
+                )
+            doc["sni_switch"] = sni
         certificate = self._certificate(p.object("Certificate"))
         if certificate is not None:
             if listener.protocol not in ("HTTPS", "TCP_SSL"):
                 raise invalid("Certificate", f"a {listener.protocol} listener has no certificate")
+            if doc["sni_switch"]:
+                raise invalid(
+                    "Certificate",
+                    "an SNI listener has a certificate per domain: use ModifyDomainAttributes",
+                )
             doc["certificate"] = certificate
-        sni = p.integer("SniSwitch", lo=0, hi=1)
-        if sni is not None:
-            doc["sni_switch"] = sni
         self._task(call, lb, [{"op": "put_listener", "listener": doc}], touched=0)
         return {}
 
@@ -734,6 +774,13 @@ class Actions:
     # ===== rules ==========================================================================
 
     def CreateRule(self, p: Params, call: Call) -> Doc:
+        """Rules on an HTTP/HTTPS listener. A domain's certificate (SNI listeners) and its
+        default flag belong to the domain: a rule on an existing domain takes them from it.
+
+        The first domain of a listener becomes its default domain, as on Tencent; a rule with
+        ``DefaultServer: true`` makes its domain the default instead (the old one stops being
+        it: a listener has exactly one).
+        """
         lb = self._mutable_lb(p, call)
         listener = self._listener(lb, p)
         if not listener.layer7:
@@ -750,9 +797,14 @@ class Actions:
                 quota,
             )
         existing = {(r.domain, r.url) for r in listener.rules.values()}
-        has_default = any(r.default_server for r in listener.rules.values())
-        ops: list[Op] = []
-        ids: list[str] = []
+        # Domain attributes as they stand, then as this call changes them.
+        certificates: dict[str, Doc | None] = {}
+        default: str | None = None
+        for r in listener.rules.values():
+            certificates.setdefault(r.domain, r.certificate)
+            if r.default_server:
+                default = r.domain
+        new_rules: list[Rule] = []
         for rp in inputs:
             domain = rp.req_text("Domain", max_len=80).lower()
             if not _DOMAIN_RE.match(domain):
@@ -765,39 +817,149 @@ class Actions:
                     code="InvalidParameterValue.Duplicate",
                 )
             existing.add((domain, url))
-            default_server = rp.flag("DefaultServer")
-            if not has_default:
-                # The first domain of a listener becomes its default server, as on Tencent.
-                default_server, has_default = True, True
-            rule = Rule(
-                location_id=self.ids.resource("loc"),
-                listener_id=listener.listener_id,
-                lb_id=lb.lb_id,
-                domain=domain,
-                url=url,
-                health_check=self._health_check(
-                    rp.object("HealthCheck"), protocol=listener.protocol, base=None, rule=True
-                ),
-                session_expire=self._session_expire(rp) or 0,
-                scheduler=rp.text(
-                    "Scheduler", choices=("WRR", "LEAST_CONN", "IP_HASH"), default="WRR"
+            certificate = self._certificate(rp.object("Certificate"))
+            if certificate is not None and not listener.sni_switch:
+                raise invalid(
+                    rp.name("Certificate"),
+                    f"listener {listener.listener_id} does not have SNI on; its certificate is "
+                    "the listener's",
                 )
-                or "WRR",
-                forward_type=rp.text(
-                    "ForwardType",
-                    choices=("HTTP", "HTTPS", "GRPC", "GRPCS", "TRPC"),
-                    default="HTTP",
+            if domain in certificates:
+                current = certificates[domain]
+                if certificate is not None and current is not None and certificate != current:
+                    raise invalid_value(
+                        rp.name("Certificate"),
+                        f"domain {domain} already has certificate {current['CertId']}; change "
+                        "a domain's certificate with ModifyDomainAttributes",
+                    )
+                if current is None:
+                    certificates[domain] = certificate
+            else:
+                if listener.sni_switch and certificate is None:
+                    raise missing(
+                        rp.name("Certificate")
+                        + f" (domain {domain} is new on SNI listener {listener.listener_id})"
+                    )
+                certificates[domain] = certificate
+            if rp.flag("DefaultServer") or default is None:
+                default = domain
+            new_rules.append(
+                Rule(
+                    location_id=self.ids.resource("loc"),
+                    listener_id=listener.listener_id,
+                    lb_id=lb.lb_id,
+                    domain=domain,
+                    url=url,
+                    health_check=self._health_check(
+                        rp.object("HealthCheck"), protocol=listener.protocol, base=None, rule=True
+                    ),
+                    session_expire=self._session_expire(rp) or 0,
+                    scheduler=rp.text(
+                        "Scheduler", choices=("WRR", "LEAST_CONN", "IP_HASH"), default="WRR"
+                    )
+                    or "WRR",
+                    forward_type=rp.text(
+                        "ForwardType",
+                        choices=("HTTP", "HTTPS", "GRPC", "GRPCS", "TRPC"),
+                        default="HTTP",
+                    )
+                    or "HTTP",
+                    certificate=None,
+                    default_server=False,
+                    http2=rp.flag("Http2"),
+                    create_time=now_text(),
                 )
-                or "HTTP",
-                certificate=self._certificate(rp.object("Certificate")),
-                default_server=default_server,
-                http2=rp.flag("Http2"),
-                create_time=now_text(),
             )
-            ids.append(rule.location_id)
+        ops: list[Op] = []
+        for rule in new_rules:
+            rule.certificate = certificates[rule.domain]
+            rule.default_server = rule.domain == default
             ops.append({"op": "put_rule", "rule": attrs(rule)})
+        ops += self._domain_ops(listener, certificates=certificates, default=default)
         self._task(call, lb, ops, touched=0)
-        return {"LocationIds": ids}
+        return {"LocationIds": [r.location_id for r in new_rules]}
+
+    def _domain_ops(
+        self, listener: Listener, *, certificates: dict[str, Doc | None], default: str | None
+    ) -> list[Op]:
+        """put_rule for every existing rule whose domain attributes change."""
+        ops: list[Op] = []
+        for rule in listener.rules.values():
+            certificate = certificates.get(rule.domain, rule.certificate)
+            is_default = rule.domain == default
+            if certificate != rule.certificate or is_default != rule.default_server:
+                doc = attrs(rule) | {"certificate": certificate, "default_server": is_default}
+                ops.append({"op": "put_rule", "rule": doc})
+        return ops
+
+    def ModifyDomainAttributes(self, p: Params, call: Call) -> Doc:
+        """A domain's attributes, on all its rules: its name (NewDomain), certificate (SNI
+        listeners only) and whether it is the default domain. A listener always has one
+        default domain: DefaultServer false on the default needs NewDefaultServerDomain."""
+        lb = self._mutable_lb(p, call)
+        listener = self._listener(lb, p)
+        if not listener.layer7:
+            raise ApiError(
+                "InvalidParameter.ProtocolCheckFailed",
+                f"Listener {listener.listener_id} is {listener.protocol}; domains need an HTTP "
+                "or HTTPS listener.",
+            )
+        domain = p.req_text("Domain", max_len=80).lower()
+        rules = [r for r in listener.rules.values() if r.domain == domain]
+        if not rules:
+            raise location_not_found(listener.listener_id, f"with domain {domain}")
+        domains = {r.domain for r in listener.rules.values()}
+        new_domain = p.text("NewDomain", max_len=80)
+        if new_domain is not None:
+            new_domain = new_domain.lower()
+            if not _DOMAIN_RE.match(new_domain):
+                raise invalid_value("NewDomain", f"{new_domain!r} is not a domain name")
+            if new_domain != domain and new_domain in domains:
+                raise invalid_value(
+                    "NewDomain",
+                    f"domain {new_domain} already exists on {listener.listener_id}",
+                    code="InvalidParameterValue.Duplicate",
+                )
+        certificate = self._certificate(p.object("Certificate"))
+        if certificate is not None and not listener.sni_switch:
+            raise invalid(
+                "Certificate",
+                f"listener {listener.listener_id} does not have SNI on; its certificate is the "
+                "listener's (ModifyListener)",
+            )
+        default = next((r.domain for r in listener.rules.values() if r.default_server), None)
+        if p.has("DefaultServer"):
+            if p.flag("DefaultServer"):
+                default = domain
+            elif default == domain:
+                successor = (p.text("NewDefaultServerDomain") or "").lower()
+                if not successor:
+                    raise missing(
+                        "NewDefaultServerDomain (a listener needs a default domain: name the "
+                        f"one that replaces {domain})"
+                    )
+                if successor not in domains or successor == domain:
+                    raise invalid_value(
+                        "NewDefaultServerDomain",
+                        f"{successor} is not another domain of {listener.listener_id}",
+                    )
+                default = successor
+        http2 = p.flag("Http2") if p.has("Http2") else None
+        ops: list[Op] = []
+        for rule in listener.rules.values():
+            doc = attrs(rule)
+            if rule.domain == domain:
+                if certificate is not None:
+                    doc["certificate"] = certificate
+                if http2 is not None:
+                    doc["http2"] = http2
+            doc["default_server"] = rule.domain == default
+            if rule.domain == domain and new_domain is not None:
+                doc["domain"] = new_domain
+            if doc != attrs(rule):
+                ops.append({"op": "put_rule", "rule": doc})
+        self._task(call, lb, ops, touched=0)
+        return {}
 
     def ModifyRule(self, p: Params, call: Call) -> Doc:
         lb = self._mutable_lb(p, call)
@@ -860,6 +1022,16 @@ class Actions:
             }
             for r in rules
         ]
+        gone = {r.location_id for r in rules}
+        remaining = [r for r in listener.rules.values() if r.location_id not in gone]
+        if remaining and not any(r.default_server for r in remaining):
+            # The default domain lost its last rule: the oldest domain left takes over.
+            heir = remaining[0].domain
+            ops += [
+                {"op": "put_rule", "rule": attrs(r) | {"default_server": True}}
+                for r in remaining
+                if r.domain == heir
+            ]
         self._task(call, lb, ops, touched=sum(len(r.targets) for r in rules))
         return {}
 

@@ -15,6 +15,8 @@ DEFAULT_VPC_ID = "vpc-directlb"
 # VPC; the cluster CIDR of non-ENI pods (127.30/16) is not, exactly as on TKE.
 DEFAULT_VPC_CIDRS = ("127.17.0.0/16", "127.20.0.0/16")
 VIP_CIDR = "127.100.0.0/16"
+# The VPC's subnets: an INTERNAL CLB must name one of them, as on Tencent Cloud.
+DEFAULT_SUBNETS = ("subnet-1",)
 
 
 @dataclass(frozen=True)
@@ -126,9 +128,13 @@ class EmulatorConfig:
     slow_seconds: float = 3.0
     vpc_id: str = DEFAULT_VPC_ID
     vpc_cidrs: tuple[str, ...] = DEFAULT_VPC_CIDRS
+    subnets: tuple[str, ...] = DEFAULT_SUBNETS
     state_path: Path | None = None
     # CVM instances (InstanceId -> private IP) that targets may name instead of an EniIp.
     instances: dict[str, str] = field(default_factory=dict)
+    # SSL certificates of the account (CertId -> "SVR" or "CA"). Empty: every CertId is taken
+    # (the emulator cannot know your account); once one is registered, only known ids are.
+    certificates: dict[str, str] = field(default_factory=dict)
     # Serve real traffic on every CLB's VIP (see dataplane.py); off: the API only.
     data_plane: bool = True
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import socket
 import struct
 import sys
@@ -503,8 +504,10 @@ class DataPlane:
 def route(listener: Listener, host: str, path: str) -> Rule | None:
     """The rule a request goes to: its Host's rules (else the default server's), then the URL.
 
-    An ``=``-prefixed URL matches the path exactly and wins; otherwise the longest URL that
-    is a prefix of the path wins. ``*.example.com`` matches any subdomain.
+    URLs match as on a CLB (nginx's ``location`` order): an ``=`` URL that equals the path
+    wins; then the longest ``^~`` prefix; then the first ``~`` (case-sensitive) or ``~*``
+    (case-insensitive) regular expression that matches, in rule creation order; then the
+    longest plain prefix. ``*.example.com`` matches any subdomain.
     """
     rules = list(listener.rules.values())
     mine = [r for r in rules if r.domain.lower() == host]
@@ -515,16 +518,39 @@ def route(listener: Listener, host: str, path: str) -> Rule | None:
     if not mine:
         default = next((r.domain for r in rules if r.default_server), None)
         mine = [r for r in rules if r.domain == default]
-    best: Rule | None = None
+    prefixes: list[tuple[str, Rule]] = []
+    priority: list[tuple[str, Rule]] = []
     for rule in mine:
         url = rule.url.strip()
         if url.startswith("="):
             if url[1:].strip() == path:
                 return rule
-            continue
-        if path.startswith(url) and (best is None or len(url) > len(best.url.strip())):
-            best = rule
-    return best
+        elif url.startswith("^~"):
+            priority.append((url[2:].strip(), rule))
+        elif not url.startswith("~"):
+            prefixes.append((url, rule))
+    best = _longest_prefix(priority, path)
+    if best is not None:
+        return best
+    for rule in mine:
+        url = rule.url.strip()
+        if url.startswith("~"):
+            flags = re.IGNORECASE if url.startswith("~*") else 0
+            pattern = url[2:] if url.startswith("~*") else url[1:]
+            try:
+                if re.search(pattern.strip(), path, flags):
+                    return rule
+            except re.error:
+                continue
+    return _longest_prefix(prefixes, path)
+
+
+def _longest_prefix(candidates: list[tuple[str, Rule]], path: str) -> Rule | None:
+    best: tuple[str, Rule] | None = None
+    for prefix, rule in candidates:
+        if path.startswith(prefix) and (best is None or len(prefix) > len(best[0])):
+            best = (prefix, rule)
+    return best[1] if best is not None else None
 
 
 class _UdpFlow(asyncio.DatagramProtocol):

@@ -6,6 +6,10 @@ connect, or an HTTP(S) request whose status class must be in ``HttpCode``, every
 ``UnHealthNum`` failures in a row make it Dead. A new target starts Unknown (not healthy). A
 target whose health check is switched off is reported healthy (detail ``Close``). Intervals and
 timeouts are cloud seconds, scaled by the time scale, with floors so a scale of 0 does not spin.
+
+Each state keeps the wall-clock time (``time.time()``) of its last status change, so a benchmark
+can tell when the emulator started reporting a target healthy (``GET /_emulator/target-health``,
+:meth:`HealthProber.transitions`). Reading it changes nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ import contextlib
 import heapq
 import logging
 import ssl
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
+from typing import Any
 
 from directlb.emulator.config import EmulatorConfig
 from directlb.emulator.store import Doc, Listener, Rule, Store, Target
@@ -45,6 +51,8 @@ class ProbeState:
     fail_streak: int = 0
     due: float = 0.0
     last_error: str = ""
+    #: ``time.time()`` of the last status change (of the state's creation while Unknown).
+    changed_at: float = field(default_factory=time.time)
 
 
 def key_of(listener: Listener, rule: Rule | None, target: Target) -> ProbeKey:
@@ -162,14 +170,42 @@ class HealthProber(HealthView):
             state.ok_streak += 1
             state.fail_streak = 0
             if state.ok_streak >= int(check.get("HealthNum", 3)):
-                state.status = "Alive"
+                self._set_status(state, "Alive")
         else:
             state.fail_streak += 1
             state.ok_streak = 0
             state.last_error = error
             if state.fail_streak >= int(check.get("UnHealthNum", 3)):
-                state.status = "Dead"
+                self._set_status(state, "Dead")
         self._schedule(key, state, loop.time() + self._interval(check))
+
+    @staticmethod
+    def _set_status(state: ProbeState, status: str) -> None:
+        if state.status != status:
+            state.status = status
+            state.changed_at = time.time()
+
+    def transitions(self) -> list[dict[str, Any]]:
+        """Every probed target (health check on): its status, the wall-clock time of its last
+        status change (``time.time()``, seconds) and its probe interval in wall seconds."""
+        out: list[dict[str, Any]] = []
+        for lb, listener, rule, target in self.store.all_targets():
+            state = self.states.get(key_of(listener, rule, target))
+            if state is None:
+                continue
+            out.append(
+                {
+                    "loadBalancerId": lb.lb_id,
+                    "listenerId": listener.listener_id,
+                    "locationId": rule.location_id if rule else "",
+                    "ip": state.spec.ip,
+                    "port": target.port,
+                    "status": state.status,
+                    "since": state.changed_at,
+                    "intervalSeconds": self._interval(state.spec.check),
+                }
+            )
+        return out
 
     async def _probe(self, spec: ProbeSpec) -> tuple[bool, str]:
         check_type = spec.check.get("CheckType", "TCP")

@@ -16,8 +16,9 @@ import json
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from aiohttp import web
 
@@ -38,6 +39,14 @@ SERVICE = "clb"
 JSON = "application/json"
 # The newest calls kept for /_emulator/ledger (a benchmark reads them as it goes).
 LEDGER_SIZE = 200_000
+
+#: When :attr:`Emulator.hook` is called: a request was admitted and is about to be applied
+#: ("received"), or was applied and its answer is about to be sent ("applied").
+HookPhase = Literal["received", "applied"]
+#: ``await hook(phase, call)``; True drops the connection with no answer: at "received" the
+#: request is never applied (as if the client died before sending it), at "applied" the work
+#: is done and the answer lost. Crash tests use it to kill a client at an exact call.
+CallHook = Callable[[HookPhase, "Call"], Awaitable[bool]]
 
 
 @dataclass(slots=True)
@@ -137,6 +146,8 @@ class Emulator:
         self.faults = FaultInjector(config)
         self.ledger: collections.deque[LedgerEntry] = collections.deque(maxlen=LEDGER_SIZE)
         self._seq = 0
+        #: Optional test hook around every admitted request (see :data:`CallHook`).
+        self.hook: CallHook | None = None
         self._runner: web.AppRunner | None = None
         self._prober: asyncio.Task[None] | None = None
         self.dataplane: DataPlane | None = None
@@ -154,8 +165,11 @@ class Emulator:
         app.router.add_get("/_emulator/health", self._health)
         app.router.add_get("/_emulator/ledger", self._ledger)
         app.router.add_get("/_emulator/ledger/summary", self._ledger_summary)
+        app.router.add_get("/_emulator/target-health", self._target_health)
         app.router.add_get("/_emulator/instances", self._instances_get)
         app.router.add_post("/_emulator/instances", self._instances_post)
+        app.router.add_get("/_emulator/certificates", self._certificates_get)
+        app.router.add_post("/_emulator/certificates", self._certificates_post)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -217,7 +231,11 @@ class Emulator:
                 raise _Dropped  # lost before the cloud saw it
             if fault == "taskfail":
                 call.fail_task = True
+            if self.hook is not None and await self.hook("received", call):
+                raise _Dropped
             result = await self._dispatch(action, body, call)
+            if self.hook is not None and await self.hook("applied", call):
+                raise _Dropped
             response: dict[str, Any] = dict(result)
             response["RequestId"] = request_id
             code = "Success"
@@ -353,6 +371,10 @@ class Emulator:
         entries = [asdict(e) for e in self.ledger if e.seq > since]
         return web.json_response({"entries": entries, "last": self._seq})
 
+    async def _target_health(self, request: web.Request) -> web.Response:
+        """Read-only: every probed target's status and when it last changed (wall clock)."""
+        return web.json_response({"now": time.time(), "targets": self.health.transitions()})
+
     async def _ledger_summary(self, request: web.Request) -> web.Response:
         try:
             since = int(request.query.get("since", "0"))
@@ -376,6 +398,38 @@ class Emulator:
         if stored:
             for instance_id, ip in json.loads(stored).items():
                 self.config.instances.setdefault(instance_id, ip)
+        certificates = self.store.meta("certificates")
+        if certificates:
+            for cert_id, cert_type in json.loads(certificates).items():
+                self.config.certificates.setdefault(cert_id, cert_type)
+
+    async def _certificates_get(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "Certificates": [
+                    {"CertId": k, "CertType": v}
+                    for k, v in sorted(self.config.certificates.items())
+                ]
+            }
+        )
+
+    async def _certificates_post(self, request: web.Request) -> web.Response:
+        """Register SSL certificates of the account (``CertType`` SVR or CA). From the first
+        one on, listeners and rules may name only registered certificates."""
+        try:
+            data = await request.json()
+            pairs = {
+                str(c["CertId"]): str(c.get("CertType") or "SVR") for c in data["Certificates"]
+            }
+            if any(t not in ("SVR", "CA") for t in pairs.values()):
+                raise ValueError("CertType")
+        except (ValueError, KeyError, TypeError):
+            raise web.HTTPBadRequest(
+                text='expected {"Certificates": [{"CertId": ..., "CertType": "SVR" or "CA"}]}'
+            ) from None
+        self.config.certificates.update(pairs)
+        self.store.set_meta("certificates", json.dumps(self.config.certificates))
+        return await self._certificates_get(request)
 
     async def _instances_get(self, request: web.Request) -> web.Response:
         return web.json_response(

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
-from directlb.plan.state import Listener, ListenerKey, Rule, RuleKey, Target
+from directlb.plan.state import Certificate, Listener, ListenerKey, Rule, RuleKey, Target
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,23 @@ class ModifyRule:
     action: ClassVar[str] = "ModifyRule"
     listener: ListenerKey
     rule: Rule
+
+
+@dataclass(frozen=True)
+class ModifyDomain:
+    """Set the domain-level attributes of ``domain`` on a layer-7 listener (all its rules).
+
+    ``certificate`` (SNI listeners only): the certificate presented for the domain;
+    ``default_server``: make it the listener's default domain (True only: a listener always
+    has one, so "not default" happens by making another domain the default). None/False:
+    leave that attribute as it is.
+    """
+
+    action: ClassVar[str] = "ModifyDomainAttributes"
+    listener: ListenerKey
+    domain: str
+    certificate: Certificate | None = None
+    default_server: bool = False
 
 
 @dataclass(frozen=True)
@@ -138,6 +155,7 @@ Operation = (
     | DeleteRules
     | CreateRules
     | ModifyRule
+    | ModifyDomain
     | RegisterTargets
     | DeregisterTargets
     | ModifyTargetWeight

@@ -22,6 +22,7 @@ from directlb.plan.ops import (
     DeleteListeners,
     DeleteRules,
     DeregisterTargets,
+    ModifyDomain,
     ModifyListener,
     ModifyRule,
     ModifyTargetWeight,
@@ -75,7 +76,21 @@ def advance(
             rule=op.rule.key,
             change=lambda r: _modified_rule(r, op.rule),
         )
+    if isinstance(op, ModifyDomain):
+        return _map_listener(state, key=op.listener, change=lambda x: _modified_domain(x, op))
     return _advance_targets(state, op)
+
+
+def _modified_domain(current: Listener, op: ModifyDomain) -> Listener:
+    domain = op.domain.lower()
+    rules = []
+    for rule in current.rules:
+        if op.certificate is not None and rule.domain == domain:
+            rule = replace(rule, certificate=op.certificate)
+        if op.default_server:
+            rule = replace(rule, default_server=rule.domain == domain)
+        rules.append(rule)
+    return replace(current, rules=tuple(rules))
 
 
 def _advance_targets(
@@ -164,6 +179,7 @@ def _modified_listener(current: Listener, wanted: Listener) -> Listener:
         scheduler=wanted.scheduler,
         session_expire=wanted.session_expire,
         certificate=wanted.certificate or current.certificate,
+        sni=wanted.sni or current.sni,  # SNI can be switched on, never off
     )
 
 
@@ -173,7 +189,12 @@ def _created_rules(current: Listener, *, rules: Sequence[Rule], created: Sequenc
     added = [
         replace(r, targets=(), location_id=next(ids, "")) for r in rules if r.key not in existing
     ]
-    return replace(current, rules=current.rules + tuple(added))
+    kept = current.rules
+    default = next((r.domain for r in added if r.default_server), None)
+    if default is not None:
+        # A new default domain takes over: a listener has one.
+        kept = tuple(replace(r, default_server=r.domain == default) for r in kept)
+    return replace(current, rules=kept + tuple(added))
 
 
 def _modified_rule(current: Rule, wanted: Rule) -> Rule:

@@ -147,7 +147,20 @@ class RuleKey:
 
 @dataclass(frozen=True)
 class Rule:
-    """A layer-7 forwarding rule: requests for ``domain`` + ``url`` go to ``targets``."""
+    """A layer-7 forwarding rule: requests for ``domain`` + ``url`` go to ``targets``.
+
+    Two fields belong to the rule's *domain* rather than to the rule, as on Tencent's CLB
+    (``RuleOutput`` reports them per rule, ``ModifyDomainAttributes`` changes them per domain):
+
+    * ``certificate``: on an SNI listener (``Listener.sni``), the certificate the CLB presents
+      for ``domain``. Ignored on other listeners (their certificate is the listener's).
+    * ``default_server``: ``domain`` is the listener's *default domain*, the one a request
+      whose Host matches no domain goes to. A listener has exactly one; in a desired value
+      ``False`` on every rule means "whichever the cloud picked" (it makes the first domain
+      created the default).
+
+    Every rule of one domain must agree on both; :func:`directlb.plan.diff.diff` checks it.
+    """
 
     domain: str
     url: str
@@ -156,6 +169,8 @@ class Rule:
     session_expire: int = 0  # seconds of session persistence; 0 is off
     targets: tuple[Target, ...] = ()
     location_id: str = ""  # the cloud's id; empty in a desired value
+    certificate: Certificate | None = None  # the domain's, on an SNI listener
+    default_server: bool = False  # the domain is the listener's default domain
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "domain", self.domain.lower())
@@ -165,7 +180,8 @@ class Rule:
         return RuleKey(self.domain, self.url)
 
     def settings_match(self, observed: Rule) -> bool:
-        """True if ``observed`` needs no ModifyRule to become this (desired) rule."""
+        """True if ``observed`` needs no ModifyRule to become this (desired) rule (the domain's
+        ``certificate`` and ``default_server`` are ModifyDomainAttributes' business)."""
         return (
             (self.health_check is None or self.health_check.satisfied_by(observed.health_check))
             and self.scheduler == observed.scheduler
@@ -192,7 +208,10 @@ class Listener:
     health_check: HealthCheck | None = None  # layer 4 only; layer 7 checks are per rule
     scheduler: str = "WRR"  # layer 4 only
     session_expire: int = 0  # layer 4 only
-    certificate: Certificate | None = None  # HTTPS only
+    certificate: Certificate | None = None  # HTTPS without SNI (and TCP_SSL)
+    # HTTPS only: a certificate per domain (``Rule.certificate``) instead of ``certificate``.
+    # Tencent can switch SNI on for a listener but never off: the planner recreates it then.
+    sni: bool = False
     rules: tuple[Rule, ...] = ()
     targets: tuple[Target, ...] = ()
     listener_id: str = ""  # the cloud's id; empty in a desired value
@@ -216,11 +235,23 @@ class Listener:
                 return rule
         return None
 
+    @property
+    def default_domain(self) -> str | None:
+        """The domain whose rules are the default server, if any rule says so."""
+        return next((r.domain for r in self.rules if r.default_server), None)
+
+    def domain_certificate(self, domain: str) -> Certificate | None:
+        """On an SNI listener, the certificate of ``domain`` (from its first rule)."""
+        domain = domain.lower()
+        return next((r.certificate for r in self.rules if r.domain == domain), None)
+
     def settings_match(self, observed: Listener) -> bool:
         """True if ``observed`` needs no ModifyListener to become this (desired) listener."""
         if self.name and self.name != observed.name:
             return False
         if self.certificate is not None and self.certificate != observed.certificate:
+            return False
+        if self.sni and not observed.sni:
             return False
         if self.protocol.layer7:
             return True

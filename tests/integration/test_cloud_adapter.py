@@ -143,6 +143,24 @@ async def test_target_health_asks_about_30_clbs_per_call(make_emulator: Emulator
     assert {h.rule.url for h in rule_entries if h.rule} == {"/"} and len(rule_entries) == 2
 
 
+async def test_target_health_of_a_deleted_clb_does_not_hide_the_others(
+    make_emulator: EmulatorFactory,
+) -> None:
+    """DescribeTargetHealth fails a whole call for one unknown CLB id; the adapter then asks
+    about that call's CLBs one by one: the gone one reports nothing, the others their targets."""
+    emulator = await start(make_emulator)
+    async with adapter(emulator) as clb:
+        ids = await ensure_all(clb, ["kept", "gone"])
+        desired = (Listener(protocol="TCP", port=80, health_check=OFF, targets=pods(0, 2)),)
+        assert (await clb.sync([DesiredLoadBalancer(ids["kept"], desired)]))[0].ok
+        await clb.delete_load_balancer(ids["gone"])
+        since = (await ledger_summary(emulator))["last"]
+        health = await clb.target_health([ids["kept"], ids["gone"]])
+        assert calls(await ledger_summary(emulator, since=since)) == {"DescribeTargetHealth": 3}
+    assert health[ids["gone"]] == ()
+    assert [h.detail for h in health[ids["kept"]]] == ["Close", "Close"]
+
+
 @pytest.mark.parametrize("batching", list(Batching))
 async def test_a_plan_applied_twice_converges_without_duplicates_or_errors(
     make_emulator: EmulatorFactory, batching: Batching

@@ -436,7 +436,8 @@ async def test_create_modify_and_delete_rules(client: Client) -> None:
         ("b.example.com", "/"),
         ("c.example.com", "/static"),
     ]
-    assert [got[i]["DefaultServer"] for i in response.LocationIds] == [True, False, False, False]
+    # The first domain becomes the default; DefaultServer is the domain's, on all its rules.
+    assert [got[i]["DefaultServer"] for i in response.LocationIds] == [True, True, False, False]
     assert (got[loc_api]["SessionExpireTime"], got[loc_api]["Scheduler"]) == (300, "IP_HASH")
     assert (
         got[loc_api]["HealthCheck"]["HttpCheckPath"],

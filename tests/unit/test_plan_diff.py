@@ -39,7 +39,10 @@ from directlb.plan.state import (
     ListenerProtocol,
     LoadBalancerState,
     Rule,
+    RuleKey,
     Target,
+    TargetKey,
+    TargetKind,
 )
 from tests.unit.plan_strategies import listener_sets, observed_from
 
@@ -174,6 +177,8 @@ def test_both_batchings_reach_the_same_state(
 def test_operations_come_in_a_safe_order(
     desired: tuple[Listener, ...], before: tuple[Listener, ...], batching: Batching
 ) -> None:
+    """Structure first (deletions, then modifications, then creations), targets after it,
+    registrations before deregistrations (within the quota: see below), weights last."""
     plan = diff(desired=desired, observed=observed_from(before), batching=batching)
     phase = {
         DeleteListener: 0,
@@ -185,13 +190,151 @@ def test_operations_come_in_a_safe_order(
         CreateRules: 4,
         DeregisterTargets: 5,
         BatchDeregisterTargets: 5,
-        RegisterTargets: 6,
-        BatchRegisterTargets: 6,
+        RegisterTargets: 5,
+        BatchRegisterTargets: 5,
         ModifyTargetWeight: 7,
         BatchModifyTargetWeight: 7,
     }
     phases = [phase[type(op)] for op in plan]
     assert phases == sorted(phases)
+    # Target calls come in at most three runs: deregister (to make room), register, deregister.
+    kinds = [
+        "register" if isinstance(op, RegisterTargets | BatchRegisterTargets) else "deregister"
+        for op in plan
+        if isinstance(
+            op, RegisterTargets | BatchRegisterTargets | DeregisterTargets | BatchDeregisterTargets
+        )
+    ]
+    runs = [k for i, k in enumerate(kinds) if i == 0 or kinds[i - 1] != k]
+    # These states stay far below the default quota of 100: nothing is deregistered first.
+    assert " ".join(runs) in ("", "deregister", "register", "register deregister")
+
+
+Group = tuple[ListenerKey, RuleKey | None]
+
+
+def groups_of(state: LoadBalancerState) -> dict[Group, set[TargetKey]]:
+    """The target keys bound to each listener (layer 4) or rule (layer 7) of ``state``."""
+    found: dict[Group, set[TargetKey]] = {}
+    for listener in state.listeners:
+        if listener.protocol.layer7:
+            for rule in listener.rules:
+                found[(listener.key, rule.key)] = {t.key for t in rule.targets}
+        else:
+            found[(listener.key, None)] = {t.key for t in listener.targets}
+    return found
+
+
+def steps(plan: Plan, state: LoadBalancerState) -> Iterator[LoadBalancerState]:
+    """Every intermediate state of ``plan`` run from ``state``, the last included."""
+    ids = (f"new-{i}" for i in itertools.count())
+    for op in plan:
+        created: list[str] = []
+        if isinstance(op, CreateListeners):
+            created = [next(ids) for _ in op.listeners]
+        elif isinstance(op, CreateRules):
+            created = [next(ids) for _ in op.rules]
+        state = advance(state, op, created=created)
+        yield state
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    desired=listener_sets,
+    before=listener_sets,
+    batching=batchings,
+    quota=st.integers(1, 30),
+    call_size=st.integers(1, 7),
+)
+def test_registrations_come_first_within_the_target_quota(
+    desired: tuple[Listener, ...],
+    before: tuple[Listener, ...],
+    batching: Batching,
+    quota: int,
+    call_size: int,
+) -> None:
+    """No group ever holds more than the quota allows, and a group whose old and new targets
+    fit the quota together never drops below what it had or what it wants: a swap of every
+    backend never passes through zero."""
+    observed = observed_from(before)
+    limits = Limits(targets_per_call=call_size, batch_targets=call_size)
+    plan = diff(
+        desired=desired, observed=observed, batching=batching, limits=limits, target_quota=quota
+    )
+    start = groups_of(observed)
+    want = groups_of(observed_from(desired))
+    for state in steps(plan, observed):
+        for group, bound in groups_of(state).items():
+            if group not in want:
+                continue  # a listener or rule on its way out
+            old, new = start.get(group, set()), want[group]
+            assert len(bound) <= max(quota, len(old), len(new)), (group, len(bound))
+            assert old & new <= bound  # a target wanted and bound is never taken away
+            if len(old | new) <= quota:
+                assert len(bound) >= min(len(old), len(new)), (group, bound, old, new)
+    after = groups_of(run(plan, observed))
+    assert {g: t for g, t in after.items() if g in want} == want
+
+
+def tcp(*targets: Target) -> Listener:
+    return Listener(protocol="TCP", port=80, targets=targets)
+
+
+def eni(i: int) -> Target:
+    return Target(f"127.17.0.{i}", 80)
+
+
+def node_target(i: int) -> Target:
+    return Target(f"127.20.0.{i}", 30080, kind=TargetKind.NODE, instance_id=f"ins-{i}")
+
+
+def test_a_mode_toggle_registers_the_new_set_before_deregistering_the_old() -> None:
+    """Direct -> NodePort: three pods out, three nodes in, never zero in between."""
+    observed = observed_from((tcp(eni(1), eni(2), eni(3)),))
+    plan = diff(desired=(tcp(node_target(1), node_target(2), node_target(3)),), observed=observed)
+    assert [type(op) for op in plan] == [BatchRegisterTargets, BatchDeregisterTargets]
+    single = diff(
+        desired=(tcp(node_target(1), node_target(2)),),
+        observed=observed,
+        batching=Batching.SINGLE,
+    )
+    assert [type(op) for op in single] == [RegisterTargets, DeregisterTargets]
+
+
+def test_at_the_quota_only_the_excess_is_deregistered_first() -> None:
+    """Quota 4, three bound, three new: one old target goes first, the other two after."""
+    observed = observed_from((tcp(eni(1), eni(2), eni(3)),))
+    plan = diff(
+        desired=(tcp(eni(4), eni(5), eni(6)),),
+        observed=observed,
+        batching=Batching.SINGLE,
+        target_quota=4,
+    )
+    assert [(type(op), op.targets) for op in plan if not isinstance(op, ModifyTargetWeight)] == [
+        (DeregisterTargets, (eni(1), eni(2))),
+        (RegisterTargets, (eni(4), eni(5), eni(6))),
+        (DeregisterTargets, (eni(3),)),
+    ]
+
+
+def test_a_full_listener_still_takes_a_rolling_update() -> None:
+    """Quota 3 and full: replacing one pod deregisters it first (the quota leaves no room)."""
+    observed = observed_from((tcp(eni(1), eni(2), eni(3)),))
+    plan = diff(
+        desired=(tcp(eni(2), eni(3), eni(4)),),
+        observed=observed,
+        batching=Batching.SINGLE,
+        target_quota=3,
+    )
+    assert [(type(op), op.targets) for op in plan] == [
+        (DeregisterTargets, (eni(1),)),
+        (RegisterTargets, (eni(4),)),
+    ]
+
+
+def test_a_target_quota_below_one_is_refused() -> None:
+    with pytest.raises(ValueError):
+        diff(desired=(), observed=LoadBalancerState("lb"), target_quota=0)
 
 
 @settings(max_examples=50, deadline=None)
@@ -291,8 +434,15 @@ def test_health_check_fields_left_unset_are_not_compared() -> None:
                 targets=(Target("127.17.0.1", 80), Target("127.17.0.1", 80, weight=5)),
             ),
         ),
+        (
+            Listener(
+                protocol="HTTP",
+                port=80,
+                rules=(Rule("a.com", "/", targets=(Target("127.17.0.1", 80),) * 2),),
+            ),
+        ),
     ],
-    ids=["two listeners on one port", "one rule twice", "one target twice"],
+    ids=["two listeners on one port", "one rule twice", "one target twice", "twice in a rule"],
 )
 def test_a_desired_state_that_contradicts_itself_is_refused(
     desired: tuple[Listener, ...],
