@@ -17,11 +17,13 @@ import ipaddress
 import os
 import re
 import socket
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from directlb.cloud.config import Credentials, SyncStrategy
+from directlb.kube.permissions import WEBHOOK_SERVICE_NAME
 
 ENV_PREFIX = "DIRECTLB_"
 ENV_POD_NAME = "POD_NAME"
@@ -31,10 +33,15 @@ DEFAULT_REGION = "ap-guangzhou"
 DEFAULT_METRICS_LISTEN = "0.0.0.0:8080"
 DEFAULT_WEBHOOK_LISTEN = "0.0.0.0:9443"
 DEFAULT_WORKERS = 4
-DEFAULT_READINESS_GATE_TIMEOUT = 300.0
+DEFAULT_READINESS_GATE_TIMEOUT = 600.0
+DEFAULT_WEBHOOK_RECHECK_PERIOD = 300.0
+#: ``--webhook-url=local``: the address the webhook server is bound to (``directlb up``, tests).
+WEBHOOK_URL_LOCAL = "local"
+WEBHOOK_FAILURE_POLICIES = ("Ignore", "Fail")
 FALLBACK_LEADER_NAMESPACE = "kube-system"
 
 _REGION = re.compile(r"^[a-z]+(-[a-z0-9]+)+$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -73,10 +80,27 @@ class ControllerConfig:
         default_factory=lambda: _host_port_default(DEFAULT_METRICS_LISTEN)
     )
     readiness_gate_timeout: float = DEFAULT_READINESS_GATE_TIMEOUT
+    # The admission webhook (docs/webhook.md): served by every replica; its configuration and
+    # certificate Secret kept whole by the leader's guardian.
+    webhook: bool = True
+    webhook_service: str = f"{FALLBACK_LEADER_NAMESPACE}/{WEBHOOK_SERVICE_NAME}"  # NS/NAME
+    webhook_url: str = ""  # empty: call webhook_service; "local": our bound address
+    webhook_failure_policy: str = "Ignore"
+    webhook_recheck_period: float = DEFAULT_WEBHOOK_RECHECK_PERIOD
     direct_routable_cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
+
+    @property
+    def webhook_namespace(self) -> str:
+        """The controller's namespace as the webhook knows it: the Service's and the
+        certificate Secret's, and never subject to the webhook."""
+        return self.webhook_service.partition("/")[0]
+
+    @property
+    def webhook_service_name(self) -> str:
+        return self.webhook_service.partition("/")[2]
 
 
 def _host_port_default(text: str) -> HostPort:
@@ -113,6 +137,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"where the Lease lives (default $POD_NAMESPACE, else {FALLBACK_LEADER_NAMESPACE})",
     )
     add("--webhook-listen", metavar="HOST:PORT", help=f"default {DEFAULT_WEBHOOK_LISTEN}")
+    add(
+        "--webhook",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="serve the readiness-gate admission webhook and keep its configuration (default on)",
+    )
+    add(
+        "--webhook-service",
+        metavar="NAMESPACE/NAME",
+        help=f"the Service the API server calls the webhook through, in the controller's "
+        f"namespace (default $POD_NAMESPACE/{WEBHOOK_SERVICE_NAME}, else the leader-election "
+        "namespace); its namespace holds the certificate Secret",
+    )
+    add(
+        "--webhook-url",
+        metavar="URL|local",
+        help="call the webhook at this https URL instead of the Service; 'local': the address "
+        "--webhook-listen is bound to (a controller outside the cluster: directlb up)",
+    )
+    add(
+        "--webhook-failure-policy",
+        metavar="Ignore|Fail",
+        help="what the API server does when the webhook cannot answer (default Ignore)",
+    )
     add("--metrics-listen", metavar="HOST:PORT", help=f"default {DEFAULT_METRICS_LISTEN}")
     add(
         "--readiness-gate-timeout",
@@ -124,6 +172,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--lease-duration", help=argparse.SUPPRESS)
     add("--renew-deadline", help=argparse.SUPPRESS)
     add("--retry-period", help=argparse.SUPPRESS)
+    add("--webhook-recheck-period", help=argparse.SUPPRESS)
 
 
 def env_name(flag: str) -> str:
@@ -255,6 +304,26 @@ def from_args(
     webhook = s.host_port("webhook_listen", DEFAULT_WEBHOOK_LISTEN)
     metrics = s.host_port("metrics_listen", DEFAULT_METRICS_LISTEN)
     gate_timeout = s.positive_float("readiness_gate_timeout", DEFAULT_READINESS_GATE_TIMEOUT)
+    webhook_enabled = s.boolean("webhook", True)
+    webhook_service = s.raw("webhook_service") or (
+        f"{env.get(ENV_POD_NAMESPACE) or namespace}/{WEBHOOK_SERVICE_NAME}"
+    )
+    service_ns, slash, service_name = webhook_service.partition("/")
+    if not slash or not _DNS_LABEL.match(service_ns) or not _DNS_LABEL.match(service_name):
+        raise s.bad("webhook_service", "must be NAMESPACE/NAME", webhook_service)
+    webhook_url = s.raw("webhook_url") or ""
+    if webhook_url and webhook_url != WEBHOOK_URL_LOCAL:
+        parts = urllib.parse.urlsplit(webhook_url)
+        if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
+            raise s.bad(
+                "webhook_url",
+                "must be an https:// URL without query or fragment, or local",
+                webhook_url,
+            )
+    failure_policy = s.raw("webhook_failure_policy") or "Ignore"
+    if failure_policy not in WEBHOOK_FAILURE_POLICIES:
+        raise s.bad("webhook_failure_policy", "must be Ignore or Fail", failure_policy)
+    recheck = s.positive_float("webhook_recheck_period", DEFAULT_WEBHOOK_RECHECK_PERIOD)
 
     cidrs: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
     for item in (s.raw("direct_routable_cidrs") or "").split(","):
@@ -303,6 +372,11 @@ def from_args(
         webhook_listen=webhook,
         metrics_listen=metrics,
         readiness_gate_timeout=gate_timeout,
+        webhook=webhook_enabled,
+        webhook_service=webhook_service,
+        webhook_url=webhook_url,
+        webhook_failure_policy=failure_policy,
+        webhook_recheck_period=recheck,
         direct_routable_cidrs=tuple(cidrs),
         lease_duration=lease_duration,
         renew_deadline=renew_deadline,

@@ -72,6 +72,20 @@ class Manager:
     def ready(self) -> bool:
         return all(i.synced.is_set() for i in self._informers.values())
 
+    def resync(self) -> None:
+        """A full resync now: every informer hands every cached object to its handlers, as
+        their ``resync_period`` timers do."""
+        for informer in self._informers.values():
+            informer.resync()
+
+    def queue(self, name: str) -> WorkQueue[str]:
+        """The work queue of the controller registered as ``name``."""
+        return next(c.queue for c in self._controllers if c.name == name)
+
+    def idle(self) -> bool:
+        """Every controller's queue is drained and no reconcile is running."""
+        return all(c.queue.idle() for c in self._controllers)
+
     async def serve_endpoints(self, host: str, port: int) -> int:
         """Serve /metrics, /healthz and /readyz; return the bound port."""
         self._runner = web.AppRunner(health_app(self.metrics, ready=self.ready), access_log=None)

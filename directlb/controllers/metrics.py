@@ -7,13 +7,14 @@ are the ones an operator needs to see the control plane's health and speed:
 * work queues: depth, adds, retries, and how long keys wait for a worker;
 * cloud API: calls by action and result, call latency, retries by error code, and the time
   spent waiting for asynchronous CLB tasks (the seed's "waiting time of asynchronous APIs");
-* readiness gates: latency from a pod's containers being ready to its gate turning True.
+* readiness gates: latency from a pod's containers being ready to its gate turning True,
+  transitions by reason, timeouts, status patches (and the ones skipped), pods pending.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -63,6 +64,33 @@ class _QueueCollector(Collector):
         yield from (depth, adds, retries, wait, longest)
 
 
+_WEBHOOK_COUNTERS = {
+    "reviews": "AdmissionReviews answered by the webhook.",
+    "patched": "Pods the webhook gave the readiness gate.",
+    "errors": "Internal errors of the webhook; each allowed a pod without the gate.",
+    "bad_requests": "Requests to the webhook that were not an AdmissionReview (HTTP 400).",
+    "tls_reloads": "Serving certificates loaded without a restart (rotations).",
+    "tls_reload_errors": "Certificate pairs refused by the webhook's TLS (the old one kept).",
+}
+
+
+class _WebhookCollector(Collector):
+    """The admission webhook's counters, kept as plain ints by the webhook package (which does
+    not know Prometheus)."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], Mapping[str, float]] | None = None
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        if self.source is None:
+            return
+        values = self.source()
+        for name, documentation in _WEBHOOK_COUNTERS.items():
+            family = CounterMetricFamily(f"directlb_webhook_{name}", documentation)
+            family.add_metric([], float(values.get(name, 0)))
+            yield family
+
+
 class Metrics:
     """The controller's metrics; also the cloud adapter's ``CallObserver``."""
 
@@ -100,14 +128,50 @@ class Metrics:
             "From a pod's containers being ready to its readiness gate turning True.",
             registry=r, buckets=_LATENCY_BUCKETS,
         )  # fmt: skip
+        self.gate_transitions = Counter(
+            "directlb_readiness_gate_transitions",
+            "Readiness-gate conditions written with a new status or reason, by both.",
+            ["status", "reason"], registry=r,
+        )  # fmt: skip
+        self.gate_timeouts = Counter(
+            "directlb_readiness_gate_timeouts",
+            "Gates set True because the load balancer did not confirm the pod in time.",
+            registry=r,
+        )
+        self.gate_patches = Counter(
+            "directlb_readiness_gate_patches",
+            "Gate decisions by what was written: patched, unchanged (no request), stale (the "
+            "pod was gone or recreated), error.",
+            ["result"], registry=r,
+        )  # fmt: skip
+        self.gate_pending = Gauge(
+            "directlb_readiness_gate_pending",
+            "Pods whose readiness gate is not True yet (their CLBs' health is polled).",
+            registry=r,
+        )
         self.leader = Gauge(
             "directlb_leader", "1 while this replica holds the leader lease.", registry=r
         )
+        self.webhook_repairs = Counter(
+            "directlb_webhook_repairs",
+            "Repairs of the admission webhook's configuration and certificate Secret, one per "
+            "problem found (object: configuration|secret; problem: missing, ca-bundle, rules, "
+            "serving-expiring, ...).",
+            ["object", "problem"],
+            registry=r,
+        )
         self._queues = _QueueCollector()
         r.register(self._queues)
+        self._webhook = _WebhookCollector()
+        r.register(self._webhook)
 
     def watch_queue(self, queue: WorkQueue[Any]) -> None:
         self._queues.queues.append(queue)
+
+    def watch_webhook(self, counters: Callable[[], Mapping[str, float]]) -> None:
+        """Export the webhook server's own counters (read at scrape time): ``reviews``,
+        ``patched``, ``errors``, ``bad_requests``, ``tls_reloads``, ``tls_reload_errors``."""
+        self._webhook.source = counters
 
     def timed_reconcile(
         self, controller: str, reconcile: Callable[[Any], Any]

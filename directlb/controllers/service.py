@@ -12,7 +12,9 @@ A finalizer (``directlb.io/service-lb``) is added before the first cloud write, 
 Service, or changing it away from our LoadBalancer, removes what we made: the CLB we created, or
 only our listeners on an adopted CLB. The listener keys we own on an adopted CLB are recorded in
 the annotation ``directlb.io/listeners`` (the ``scope`` of the sync), so a restarted controller
-knows which listeners are ours.
+knows which listeners are ours. All of that (CLB spec and ownership tags, finalizer, sync,
+status, Events, clean-up) is :class:`~directlb.controllers.lbowner.LoadBalancerOwner`, shared
+with the Ingress controller; what is the Service's own is its views and its model.
 
 Level-triggered and idempotent: every step finds what an earlier, interrupted run did (tags on
 the cloud side, the finalizer and annotations on the Service).
@@ -26,46 +28,47 @@ from collections.abc import Sequence
 from typing import Any
 
 from lightkube import AsyncClient
-from lightkube.core.exceptions import ApiError
 from lightkube.resources.core_v1 import Service
-from lightkube.types import PatchType
 
-from directlb.cloud.errors import CloudError
-from directlb.cloud.port import (
-    CloudLoadBalancers,
-    DesiredLoadBalancer,
-    LoadBalancerSpec,
-    LoadBalancerType,
-    Tags,
+from directlb.cloud.port import CloudLoadBalancers
+from directlb.controllers.lbowner import (
+    LoadBalancerOwner,
+    OwnerKind,
 )
-from directlb.kube.events import NORMAL, WARNING, EventRecorder
+from directlb.kube.events import EventRecorder
 from directlb.kube.informer import Store
-from directlb.kube.mapping import BY_NAMESPACE, SERVICE_NAME_LABEL
+from directlb.kube.mapping import SERVICE_NAME_LABEL
+from directlb.kube.version import VersionCache
 from directlb.model.annotations import parse_service_annotations
 from directlb.model.service import (
     EndpointPortView,
     EndpointView,
+    KubeVersion,
     NodeView,
     PodView,
+    Quotas,
     ServicePortView,
     ServiceView,
     desired_for_service,
     is_ours,
+    load_balancer_problem,
 )
-from directlb.plan.state import ListenerKey, ListenerProtocol
 
 log = logging.getLogger("directlb.controllers.service")
 
 FINALIZER = "directlb.io/service-lb"
 LB_ID_ANNOTATION = "service.kubernetes.io/loadbalance-id"
-LISTENERS_ANNOTATION = "directlb.io/listeners"
 INSTANCE_LABEL = "cloud.tencent.com/node-instance-id"
-TAG_CLUSTER = "directlb.io/cluster-id"
-TAG_SERVICE = "directlb.io/service"
-TAG_UID = "directlb.io/service-uid"
+SERVICE_KIND = OwnerKind(
+    kind="service",
+    resource=Service,
+    status_resource=Service.Status,
+    finalizer=FINALIZER,
+    lb_id_annotation=LB_ID_ANNOTATION,
+)
+TAG_SERVICE = SERVICE_KIND.tag_owner  # directlb.io/service
+TAG_UID = SERVICE_KIND.tag_uid  # directlb.io/service-uid
 BY_SERVICE = "service"
-#: Seconds before a failed sync is tried again (the work queue adds its own backoff on errors).
-RETRY_AFTER = 5.0
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -183,22 +186,6 @@ def slice_service(endpoint_slice: Any) -> list[str]:
     return [f"{endpoint_slice.metadata.namespace}/{name}"] if name else []
 
 
-def _parse_keys(raw: str | None) -> frozenset[ListenerKey]:
-    keys: set[ListenerKey] = set()
-    for item in (raw or "").split(","):
-        protocol, _, port = item.strip().partition(":")
-        if protocol and port.isdigit():
-            try:
-                keys.add(ListenerKey(ListenerProtocol(protocol), int(port)))
-            except ValueError:
-                continue
-    return frozenset(keys)
-
-
-def _format_keys(keys: frozenset[ListenerKey]) -> str:
-    return ",".join(sorted(str(k) for k in keys))
-
-
 # --- the reconciler -----------------------------------------------------------------------------
 
 
@@ -215,6 +202,7 @@ class ServiceController:
         pods: Store[Any],
         nodes: Store[Any],
         direct_routable_cidrs: Sequence[IPNetwork] = (),
+        version: VersionCache | None = None,
     ) -> None:
         self.client = client
         self.cloud = cloud
@@ -225,12 +213,19 @@ class ServiceController:
         self.pods = pods
         self.nodes = nodes
         self.cidrs = tuple(direct_routable_cidrs)
+        # /version, read on the first reconcile and then hourly (direct access needs >= 1.12).
+        self.version = version if version is not None else VersionCache.for_client(client)
+        # The CLB, finalizer, status and Events: shared with the Ingress controller.
+        self.owner = LoadBalancerOwner(
+            client=client, cloud=cloud, recorder=recorder, cluster_id=cluster_id, kind=SERVICE_KIND
+        )
 
-    def tags(self, view: ServiceView) -> Tags:
-        return (
-            (TAG_CLUSTER, self.cluster_id),
-            (TAG_SERVICE, f"{view.namespace}/{view.name}"),
-            (TAG_UID, view.uid),
+    async def cluster_version(self) -> KubeVersion | None:
+        known = await self.version.get()
+        if known is None:
+            return None
+        return KubeVersion.parse(
+            major=known.major, minor=known.minor, git_version=known.git_version
         )
 
     async def reconcile(self, key: str) -> float | None:
@@ -238,157 +233,50 @@ class ServiceController:
         if service is None:
             return None  # gone: its finalizer (if any) was handled before deletion
         view = service_view(service)
-        finalizers = list(service.metadata.finalizers or [])
         if service.metadata.deletionTimestamp is not None or not is_ours(view):
-            if FINALIZER in finalizers:
-                await self._clean_up(service, view, finalizers)
+            if self.owner.has_finalizer(service):
+                notes, _ = parse_service_annotations(view.annotations)
+                await self.owner.release(service, existing_lb_id=notes.existing_lb_id)
             return None
-        if FINALIZER not in finalizers:
-            await self._patch_meta(service, {"finalizers": [*finalizers, FINALIZER]})
+        await self.owner.add_finalizer(service)
         return await self._ensure(service, view)
 
     async def _ensure(self, service: Any, view: ServiceView) -> float | None:
         slices = self.slices.by_index(BY_SERVICE, f"{view.namespace}/{view.name}")
         endpoints = [e for s in slices for e in endpoint_views(s)]
-        pods = [pod_view(p) for p in self.pods.by_index(BY_NAMESPACE, view.namespace)]
+        # Only the pods the endpoints name (the model looks up no other): a namespace may hold
+        # thousands, and converting them all made every reconcile O(pods in the namespace).
+        named = sorted({e.pod_name for e in endpoints if e.pod_name})
+        pods = [
+            pod_view(p)
+            for p in (self.pods.get(f"{view.namespace}/{name}") for name in named)
+            if p is not None
+        ]
         nodes = [node_view(n) for n in self.nodes.items()]
+        quotas = await self.cloud.quotas()
         desired = desired_for_service(
-            view, endpoints=endpoints, pods=pods, nodes=nodes, direct_routable_cidrs=self.cidrs
+            view,
+            endpoints=endpoints,
+            pods=pods,
+            nodes=nodes,
+            direct_routable_cidrs=self.cidrs,
+            quotas=Quotas(
+                listeners_per_lb=quotas.listeners_per_lb,
+                targets_per_listener=quotas.targets_per_group,
+            ),
+            cluster_version=await self.cluster_version(),
         )
-        for problem in desired.problems:
-            self.recorder.event(
-                service,
-                type=problem.severity.event_type,
-                reason=problem.reason,
-                message=problem.message,
-            )
+        self.owner.report(service, desired.problems)
         if not desired.actionable or desired.load_balancer is None:
             return None
         intent = desired.load_balancer
-        spec = LoadBalancerSpec(
-            name=f"{self.cluster_id}-{view.namespace}-{view.name}",
-            tags=self.tags(view),
-            type=LoadBalancerType.INTERNAL if intent.internal else LoadBalancerType.OPEN,
-            subnet_id=intent.internal_subnet_id,
-            existing_id=intent.existing_id,
+        return await self.owner.converge(
+            service,
+            intent=intent,
+            listeners=lambda _lb: desired.listeners,
+            # The user's own mistake (a CLB or subnet the cloud does not know) under its own
+            # reason, anything else as SyncLoadBalancerFailed with the cloud's code.
+            explain=lambda error: load_balancer_problem(
+                intent, code=error.code, message=error.message
+            ),
         )
-        annotations = dict(service.metadata.annotations or {})
-        wanted = frozenset(listener.key for listener in desired.listeners)
-        owned = _parse_keys(annotations.get(LISTENERS_ANNOTATION))
-        # Events say what changed: a resync of a converged Service records nothing. The first
-        # sync announces itself up front, since creating a CLB takes a while.
-        first_sync = annotations.get(LB_ID_ANNOTATION) is None
-        if first_sync:
-            self._ensuring(service)
-        try:
-            lb = await self.cloud.ensure_load_balancer(spec)
-            if intent.adopted and not wanted <= owned:
-                # Record what we are about to create before creating it: a crash in between
-                # must not leave a listener of ours that no run would ever delete.
-                await self._patch_meta(
-                    service, {"annotations": {LISTENERS_ANNOTATION: _format_keys(owned | wanted)}}
-                )
-            scope = (owned | wanted) if intent.adopted else None
-            [result] = await self.cloud.sync(
-                [DesiredLoadBalancer(lb.lb_id, desired.listeners, scope)]
-            )
-            if result.error is not None:
-                raise result.error
-        except CloudError as error:
-            self.recorder.event(
-                service,
-                type=WARNING,
-                reason="SyncLoadBalancerFailed",
-                message=f"Error syncing load balancer: {error.code}: {error.message}",
-            )
-            log.warning(
-                "event=sync_failed service=%s code=%s", view.namespace + "/" + view.name, error.code
-            )
-            return RETRY_AFTER
-        meta: dict[str, Any] = {}
-        if annotations.get(LB_ID_ANNOTATION) != lb.lb_id:
-            meta[LB_ID_ANNOTATION] = lb.lb_id
-        if intent.adopted and owned != wanted:
-            meta[LISTENERS_ANNOTATION] = _format_keys(wanted)
-        if meta:
-            await self._patch_meta(service, {"annotations": meta})
-        ingress = [{"ip": vip} for vip in lb.vips]
-        current = (
-            service.status.loadBalancer.ingress
-            if service.status and service.status.loadBalancer
-            else None
-        )
-        status_changed = [{"ip": i.ip} for i in (current or [])] != ingress
-        if status_changed:
-            await self.client.patch(
-                Service.Status,
-                view.name,
-                {"status": {"loadBalancer": {"ingress": ingress}}},
-                namespace=view.namespace,
-                patch_type=PatchType.MERGE,
-            )
-        if result.operations or meta or status_changed:
-            if not first_sync:
-                self._ensuring(service)
-            self.recorder.event(
-                service, type=NORMAL, reason="EnsuredLoadBalancer", message="Ensured load balancer"
-            )
-        return None
-
-    def _ensuring(self, service: Any) -> None:
-        self.recorder.event(
-            service, type=NORMAL, reason="EnsuringLoadBalancer", message="Ensuring load balancer"
-        )
-
-    async def _clean_up(self, service: Any, view: ServiceView, finalizers: list[str]) -> None:
-        annotations = dict(service.metadata.annotations or {})
-        notes, _ = parse_service_annotations(view.annotations)
-        try:
-            if notes.existing_lb_id:
-                owned = _parse_keys(annotations.get(LISTENERS_ANNOTATION))
-                if owned:
-                    [result] = await self.cloud.sync(
-                        [DesiredLoadBalancer(notes.existing_lb_id, (), owned)]
-                    )
-                    if result.error is not None and result.error.code != (
-                        "InvalidParameter.LBIdNotFound"
-                    ):
-                        raise result.error
-            else:
-                for lb in await self.cloud.find_load_balancers(self.tags(view)):
-                    await self.cloud.delete_load_balancer(lb.lb_id)
-        except CloudError as error:
-            self.recorder.event(
-                service,
-                type=WARNING,
-                reason="SyncLoadBalancerFailed",
-                message=f"Error deleting load balancer: {error.code}: {error.message}",
-            )
-            raise
-        self.recorder.event(
-            service, type=NORMAL, reason="DeletedLoadBalancer", message="Deleted load balancer"
-        )
-        patch: dict[str, Any] = {"finalizers": [f for f in finalizers if f != FINALIZER]}
-        if service.metadata.deletionTimestamp is None:
-            patch["annotations"] = {LB_ID_ANNOTATION: None, LISTENERS_ANNOTATION: None}
-            await self.client.patch(
-                Service.Status,
-                view.name,
-                {"status": {"loadBalancer": {"ingress": None}}},
-                namespace=view.namespace,
-                patch_type=PatchType.MERGE,
-            )
-        await self._patch_meta(service, patch)
-
-    async def _patch_meta(self, service: Any, meta: dict[str, Any]) -> None:
-        try:
-            await self.client.patch(
-                Service,
-                service.metadata.name,
-                {"metadata": meta},
-                namespace=service.metadata.namespace,
-                patch_type=PatchType.MERGE,
-            )
-        except ApiError as error:
-            if error.status.code != 404:
-                raise

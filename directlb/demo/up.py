@@ -9,9 +9,11 @@ renamed, so a reader never sees half a file):
 ``secret_id``, ``secret_key``, ``metrics_url``, ``state_dir``.
 
 The controller runs through :func:`directlb.controllers.runtime.run`, the code path of
-``directlb controller``, with **no leader election**: there is exactly one replica, so a Lease
-would only add a namespace to create and a Lease object to explain; ``directlb controller``
-tests cover election against the same simulator.
+``directlb controller``, with its admission webhook on a loopback port
+(``--webhook-url=local``: the simulator's API server calls it there over HTTPS, so pods behind a
+direct-access Service get their readiness gate), and with **no leader election**: there is
+exactly one replica, so a Lease would only add a namespace to create and a Lease object to
+explain; ``directlb controller`` tests cover election against the same simulator.
 """
 
 from __future__ import annotations
@@ -31,13 +33,16 @@ from typing import Any
 
 import httpx
 from lightkube import AsyncClient, KubeConfig
+from lightkube.core.exceptions import ApiError
 from lightkube.resources.core_v1 import Node
+from lightkube.resources.networking_v1 import IngressClass
 
 from directlb.cloud.config import Credentials
 from directlb.controllers import runtime
-from directlb.controllers.config import ControllerConfig, HostPort
+from directlb.controllers.config import WEBHOOK_URL_LOCAL, ControllerConfig, HostPort
 from directlb.emulator.config import EmulatorConfig
 from directlb.emulator.server import Emulator
+from directlb.model.ingress_annotations import INGRESS_CLASS, INGRESS_CONTROLLER
 from directlb.sim.cluster.cluster import Cluster
 from directlb.sim.cluster.config import ClusterConfig
 from directlb.sim.cluster.machinery import INSTANCE_LABEL
@@ -64,6 +69,24 @@ async def register_instances(client: AsyncClient, emulator: Emulator) -> dict[st
         answer = await http.post(f"http://{emulator.endpoint}/_emulator/instances", json=body)
         answer.raise_for_status()
     return instances
+
+
+async def install_ingress_class(client: AsyncClient) -> None:
+    """The IngressClass ``qcloud`` that deploy/ingressclass.yaml installs in a real cluster, so
+    that Ingresses naming it are served; one that already exists is left as it is."""
+    ingress_class = IngressClass.from_dict(
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "IngressClass",
+            "metadata": {"name": INGRESS_CLASS},
+            "spec": {"controller": INGRESS_CONTROLLER},
+        }
+    )
+    try:
+        await client.create(ingress_class)
+    except ApiError as error:
+        if error.status.code != 409:
+            raise
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -100,6 +123,7 @@ async def up(*, nodes: int, state_dir: Path | None, ready_file: Path | None) -> 
         client = AsyncClient(config=KubeConfig.from_file(kubeconfig), field_manager="directlb-up")
         try:
             instances = await register_instances(client, emulator)
+            await install_ingress_class(client)
         finally:
             await client.close()
         log.info("event=instances_registered count=%d", len(instances))
@@ -115,7 +139,10 @@ async def up(*, nodes: int, state_dir: Path | None, ready_file: Path | None) -> 
             clb_protocol="http",
             leader_elect=False,
             identity=f"directlb-up-{os.getpid()}",
+            # The admission webhook runs here, outside the simulated cluster: the configuration
+            # calls it at its loopback address (the certificate carries 127.0.0.1).
             webhook_listen=HostPort("127.0.0.1", 0),
+            webhook_url=WEBHOOK_URL_LOCAL,
             metrics_listen=HostPort("127.0.0.1", 0),
         )
 

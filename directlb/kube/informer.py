@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncGenerator, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from lightkube import ApiError, AsyncClient
 from lightkube.core.generic_client import WatchDriver
 from lightkube.core.resource import NamespacedResource
+from lightkube.models.meta_v1 import ObjectMeta
 
 from directlb.kube.transport import TRANSIENT
 
@@ -268,7 +270,7 @@ class Informer(Generic[R]):
                 generic.raise_for_status(response)
             async for line in response.aiter_lines():
                 if line.strip():
-                    yield driver.process_one_line(line)
+                    yield decode_event(driver, line)
         finally:
             await response.aclose()
 
@@ -285,15 +287,40 @@ class Informer(Generic[R]):
         old = self.store.put(obj)
         self._emit(Event(ADDED if old is None else MODIFIED, obj, old))
 
+    def resync(self) -> None:
+        """Hand every cached object to the handlers again (MODIFIED, old is new): what the
+        timer does every ``resync_period``; a benchmark may force one. No-op before sync."""
+        if not self.synced.is_set():
+            return
+        for obj in self.store.items():
+            self._emit(Event(MODIFIED, obj, obj))
+
     async def _resync_loop(self) -> None:
         if not self.resync_period:
             return
         while True:
             await asyncio.sleep(self.resync_period)
-            if not self.synced.is_set():
-                continue
-            for obj in self.store.items():
-                self._emit(Event(MODIFIED, obj, obj))
+            self.resync()
+
+
+@dataclass(frozen=True)
+class Bookmark:
+    """What a BOOKMARK event carries: only ``metadata.resourceVersion``."""
+
+    metadata: ObjectMeta
+
+
+def decode_event(driver: Any, line: str) -> tuple[str, Any]:
+    """One line of a watch: (type, object). A BOOKMARK is not decoded as the kind: it holds
+    only metadata, and the kinds with required fields (EndpointSlice's ``addressType``) fail
+    lightkube's decoding, which turned every bookmark of the slice watch into an error and a
+    full relist."""
+    if '"BOOKMARK"' in line:
+        event = json.loads(line)
+        if event.get("type") == "BOOKMARK":
+            meta = (event.get("object") or {}).get("metadata") or {}
+            return "BOOKMARK", Bookmark(ObjectMeta(resourceVersion=meta.get("resourceVersion")))
+    return cast(tuple[str, Any], driver.process_one_line(line))
 
 
 def _namespaced(resource: Any) -> bool:

@@ -189,7 +189,8 @@ PERMISSIONS: tuple[Access, ...] = (
         resource="mutatingwebhookconfigurations",
         verbs=("list", "watch"),
         scope=Scope.CLUSTER,
-        reason="webhook guardian watches its configuration to repair it within seconds",
+        reason="webhook guardian watches its configuration to repair it within seconds "
+        "(directlb/webhook/guardian.py)",
     ),
     ResourceAccess(
         group="admissionregistration.k8s.io",
@@ -213,7 +214,8 @@ PERMISSIONS: tuple[Access, ...] = (
         resource="secrets",
         verbs=("get", "list", "watch", "create", "update"),
         scope=Scope.OWN_NAMESPACE,
-        reason="webhook CA and serving certificate: watch, create, rotate (issue 8)",
+        reason="webhook CA and serving certificate: every replica watches it (TLS reload), "
+        "the guardian creates and rotates it (directlb/webhook/guardian.py)",
     ),
     # --- cluster version check (issue 7) ---
     NonResourceAccess(

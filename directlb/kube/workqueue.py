@@ -136,6 +136,10 @@ class WorkQueue(Generic[K]):
         """The depth: keys ready and waiting for a worker."""
         return len(self._queue)
 
+    def idle(self) -> bool:
+        """Nothing ready, nothing being processed (keys scheduled for later do not count)."""
+        return not self._queue and not self._processing
+
     @property
     def shutting_down(self) -> bool:
         return self._shutting_down

@@ -24,17 +24,18 @@ Certificates: the caller reads each TLS Secret's ``qcloud_cert_id`` and passes `
 cert id``. A host takes the certificate of the first TLS entry listing it (exact name first, then
 a ``*.`` wildcard); other hosts and the default domain take the *fallback*: the first entry
 without hosts, else the first entry, that has a certificate. If every HTTPS host ends up with one
-certificate it is the listener's; with several, the listener is SNI: ``listener.certificate`` is
-None and :attr:`IngressDesired.domain_certificates` gives each domain's (``plan.state.Rule`` has no
-certificate field yet; the controller applies these per domain).
+certificate it is the listener's; with several, the listener is SNI (``Listener.sni``):
+``listener.certificate`` is None and each HTTPS rule carries its domain's (``Rule.certificate``;
+:attr:`IngressDesired.domain_certificates` lists them per domain).
 
 Rules: one per (host, URL), in spec order, then the default backend's:
 
 * Domain = the host, lower-cased. An empty host means "any host", which a CLB serves on its
   *default domain*: the rule's domain is the ``default_domain`` argument, :data:`DEFAULT_DOMAIN`
-  (``""``, a name no real host can have) unless the caller passes the CLB's actual default
-  domain (TKE uses the VIP). The CLB API needs a real domain, so the controller either passes it
-  or maps ``""`` to the CLB's default server before calling.
+  (``""``, a name no real host can have) unless the caller passes a real one. The CLB API needs
+  a real domain, so the controller passes the CLB's VIP (as TKE does). The rules of the default
+  domain are marked ``default_server``: the planner makes that domain the listener's default
+  (``DefaultServer``), so a request whose Host matches no rule's domain lands there.
 * URL from ``pathType`` (:func:`rule_url`): ``Exact`` → ``=/path`` (CLB exact match, the path
   kept byte for byte); ``Prefix`` → ``/path`` with trailing slashes removed (Kubernetes ignores
   them: ``/foo/`` and ``/foo`` are the same prefix; ``/`` stays ``/``). CLB prefix matching is by
@@ -70,12 +71,21 @@ import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from directlb.model.annotations import DIRECT_ACCESS, Annotations, annotation
+from directlb.model.annotations import (
+    DIRECT_ACCESS,
+    EXISTING_LB_ID,
+    INTERNAL_SUBNET_ID,
+    Annotations,
+    annotation,
+)
 from directlb.model.ingress_annotations import (
     DEFAULT_CLASS_ANNOTATION,
     INGRESS_CLASS,
     INGRESS_CLASS_ANNOTATION,
     INGRESS_CONTROLLER,
+    INGRESS_DIRECT_ACCESS,
+    INGRESS_EXISTING_LB_ID,
+    INGRESS_SUBNET_ID,
     TLS_CERT_KEY,
     parse_ingress_annotations,
 )
@@ -83,6 +93,7 @@ from directlb.model.problems import Problem, Severity
 from directlb.model.service import (
     BackendMode,
     EndpointView,
+    KubeVersion,
     LoadBalancerIntent,
     NodeView,
     PodView,
@@ -90,6 +101,7 @@ from directlb.model.service import (
     ServicePortView,
     ServiceView,
     desired_for_service,
+    load_balancer_problem,
 )
 from directlb.plan.state import (
     Certificate,
@@ -236,6 +248,19 @@ class IngressDesired:
 # --- the model ---------------------------------------------------------------------------------
 
 
+def load_balancer_problem_of_ingress(
+    intent: LoadBalancerIntent, *, code: str, message: str
+) -> Problem | None:
+    """:func:`~directlb.model.service.load_balancer_problem`, naming the Ingress annotations."""
+    problem = load_balancer_problem(intent, code=code, message=message)
+    if problem is None:
+        return None
+    text = problem.message.replace(EXISTING_LB_ID, INGRESS_EXISTING_LB_ID).replace(
+        INTERNAL_SUBNET_ID, INGRESS_SUBNET_ID
+    )
+    return replace(problem, message=text)
+
+
 def is_ours(ingress: IngressView, classes: Sequence[IngressClassView] = ()) -> bool:
     """Whether we serve ``ingress``; see the module docstring for the precedence."""
     legacy = annotation(ingress.annotations, INGRESS_CLASS_ANNOTATION)
@@ -271,7 +296,7 @@ def desired_for_ingress(
     secrets: Mapping[str, str] | None = None,
     direct_routable_cidrs: Sequence[IPNetwork] = (),
     quotas: IngressQuotas = DEFAULT_INGRESS_QUOTAS,
-    direct_access_supported: bool = True,
+    cluster_version: KubeVersion | None = None,
     default_domain: str = DEFAULT_DOMAIN,
 ) -> IngressDesired:
     """The desired listeners, rules and backends of ``ingress``; see the module docstring.
@@ -286,13 +311,21 @@ def desired_for_ingress(
     notes, parse_problems = parse_ingress_annotations(ingress.annotations)
     problems = list(parse_problems)
     mode = BackendMode.DIRECT if notes.direct else BackendMode.NODEPORT
-    if mode is BackendMode.DIRECT and not direct_access_supported:
+    if (
+        mode is BackendMode.DIRECT
+        and cluster_version is not None
+        and not cluster_version.supports_direct_access
+    ):
+        # As for a Service: refuse direct access on a cluster without readiness gates, and
+        # keep the Ingress working through its nodes.
+        mode = BackendMode.NODEPORT
         problems.append(
             Problem(
                 "DirectAccessUnsupported",
-                "direct access needs Kubernetes 1.12 or later (pod readiness gates); upgrade "
-                'the cluster or set ingress.cloud.tencent.com/direct-access to "false"',
-                Severity.ERROR,
+                f"the cluster runs Kubernetes {cluster_version}, but direct access needs 1.12 "
+                f"or later (pod readiness gates), so Ingress {ingress.namespace}/{ingress.name} "
+                "is bound through its nodes (NodePort mode) instead: upgrade the cluster to "
+                f'1.12 or later, or set {INGRESS_DIRECT_ACCESS} to "false"',
             )
         )
     intent = LoadBalancerIntent(
@@ -320,6 +353,7 @@ def desired_for_ingress(
                 url=route.key.url,
                 health_check=health,
                 targets=resolver.targets(route.backend),
+                default_server=route.key.domain == default_domain.lower(),
             ),
         )
         for route in routes
@@ -348,17 +382,20 @@ def desired_for_ingress(
                 assert cert is not None  # filtered above
                 by_domain[rule.domain] = cert
             distinct = set(by_domain.values())
+            https_listener = _listener(ListenerProtocol.HTTPS, HTTPS_PORT, https)
             if len(distinct) > 1:
                 domain_certs = tuple(sorted(DomainCertificate(d, c) for d, c in by_domain.items()))
-                listener_cert = None
+                https_listener = replace(
+                    https_listener,
+                    sni=True,
+                    rules=tuple(
+                        replace(r, certificate=by_domain[r.domain]) for r in https_listener.rules
+                    ),
+                )
             else:
                 listener_cert = next(iter(distinct), None) or certs.fallback
-            listeners.append(
-                replace(
-                    _listener(ListenerProtocol.HTTPS, HTTPS_PORT, https),
-                    certificate=listener_cert,
-                )
-            )
+                https_listener = replace(https_listener, certificate=listener_cert)
+            listeners.append(https_listener)
 
     bound = {pod for backend in dict.fromkeys(used) for pod in resolver.bound_pods(backend)}
     return IngressDesired(

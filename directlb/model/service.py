@@ -40,23 +40,40 @@ Health-check defaults per mode (a field left ``None`` means the CLB's default):
   5 s, timeout 2 s, healthy 2, unhealthy 3. UDP listeners keep the CLB's default check on the
   nodePort (a CLB UDP listener cannot run an HTTP check).
 
+Direct access needs Kubernetes 1.12 or later (pod readiness gates, which keep a rolling update
+from outrunning the CLB). On an older cluster (``cluster_version``, from the API server's
+``/version``) a direct Service is refused direct access with ``DirectAccessUnsupported`` (a
+warning) and bound through its nodes instead, in the mode ``externalTrafficPolicy`` selects:
+the Service keeps working, and nothing else about it changes. An unknown version (None) is taken
+as recent enough.
+
 ``sessionAffinity: ClientIP`` sets the listener's session persistence to
 ``sessionAffinityConfig.clientIP.timeoutSeconds`` (Kubernetes' default 10800) clamped to the
 CLB's 30..3600 seconds.
 
-Quotas are inputs (:class:`Quotas`, Tencent's defaults): ports beyond the listener quota are
-dropped (``TooManyPorts``, the first ones kept, in spec order); backends beyond the target quota
-are dropped (``TooManyBackends``, ready ones kept first, then by address).
+Quotas are inputs (:class:`Quotas`; Tencent's defaults, the controller passes what the cloud
+reports): ports beyond the listener quota are dropped (``TooManyPorts``, the first ones kept,
+in spec order); backends beyond the target quota are dropped (``TooManyBackends``, ready ones
+kept first, then by address).
+
+Some bad input only the cloud can reveal (an adopted CLB id that names nothing, a subnet not in
+the VPC): :func:`load_balancer_problem` turns the cloud's error into the user's problem
+(``ExistingLoadBalancerNotFound``, ``InternalSubnetNotFound``), so it gets its own reason and
+a message that says what to change. The full list of reasons: ``docs/services.md``.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from directlb.model.annotations import (
+    DIRECT_ACCESS,
+    EXISTING_LB_ID,
+    INTERNAL_SUBNET_ID,
     Annotations,
     ServiceAnnotations,
     is_eni_pod,
@@ -95,6 +112,44 @@ def local_health(health_check_node_port: int) -> HealthCheck:
 
 
 # --- inputs ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, order=True)
+class KubeVersion:
+    """A Kubernetes version, as far as the model cares: major and minor."""
+
+    major: int
+    minor: int
+    text: str = ""  # as the API server said it (gitVersion), for messages
+
+    def __str__(self) -> str:
+        return self.text or f"v{self.major}.{self.minor}"
+
+    @classmethod
+    def parse(
+        cls, *, major: str = "", minor: str = "", git_version: str = ""
+    ) -> KubeVersion | None:
+        """From ``/version``'s fields; None if they say nothing usable.
+
+        ``minor`` may carry a suffix (``"12+"`` on some distributions); ``gitVersion``
+        (``v1.11.5-tke.1``) is the fallback when major or minor are missing or odd.
+        """
+        lead = re.compile(r"\d+")
+        got_major, got_minor = lead.match(major.strip()), lead.match(minor.strip())
+        if got_major and got_minor:
+            return cls(int(got_major.group()), int(got_minor.group()), git_version)
+        found = re.match(r"v?(\d+)\.(\d+)", git_version.strip())
+        if found:
+            return cls(int(found.group(1)), int(found.group(2)), git_version)
+        return None
+
+    @property
+    def supports_direct_access(self) -> bool:
+        """Pod readiness gates, which direct access relies on, arrived in Kubernetes 1.12."""
+        return (self.major, self.minor) >= DIRECT_ACCESS_MIN_VERSION
+
+
+DIRECT_ACCESS_MIN_VERSION = (1, 12)
 
 
 @dataclass(frozen=True)
@@ -218,6 +273,37 @@ class LoadBalancerIntent:
         return bool(self.internal_subnet_id)
 
 
+def load_balancer_problem(intent: LoadBalancerIntent, *, code: str, message: str) -> Problem | None:
+    """The user's mistake behind a cloud error on finding, adopting or creating the CLB, if any.
+
+    Some bad input only the cloud can spot: an ``existing_id`` that names no CLB, or a subnet
+    that is not in the VPC. For those, a problem with its own reason and what to change; for
+    any other error None (the controller reports it as SyncLoadBalancerFailed and retries).
+    """
+    if intent.adopted and code in ("InvalidParameter.LBIdNotFound", "ResourceNotFound"):
+        return Problem(
+            "ExistingLoadBalancerNotFound",
+            f"annotation {EXISTING_LB_ID} names {intent.existing_id}, which does not exist "
+            "in this region (or this account cannot see it): set it to the id of an existing "
+            "CLB (lb-xxxxxxxx), or remove it to have one created",
+            Severity.ERROR,
+        )
+    if (
+        intent.internal
+        and not intent.adopted
+        and code.startswith(("InvalidParameter", "ResourceNotFound"))
+        and "subnet" in message.lower()
+    ):
+        return Problem(
+            "InternalSubnetNotFound",
+            f"annotation {INTERNAL_SUBNET_ID} names {intent.internal_subnet_id}, which the "
+            f"cloud refused ({code}: {message}): set it to a subnet of the cluster's VPC, or "
+            "remove it for a public CLB",
+            Severity.ERROR,
+        )
+    return None
+
+
 @dataclass(frozen=True)
 class ServiceDesired:
     """What one Service wants of its CLB.
@@ -265,26 +351,33 @@ def desired_for_service(
     nodes: Sequence[NodeView] = (),
     direct_routable_cidrs: Sequence[IPNetwork] = (),
     quotas: Quotas = DEFAULT_QUOTAS,
-    direct_access_supported: bool = True,
+    cluster_version: KubeVersion | None = None,
 ) -> ServiceDesired:
     """The desired listeners and backends of ``service``; see the module docstring.
 
     ``endpoints`` are the endpoints of every EndpointSlice of the Service; ``pods`` the pods of
     its namespace they may refer to (others are ignored); ``nodes`` every node of the cluster.
-    ``direct_access_supported`` is False on clusters older than 1.12 (no readiness gates).
+    ``cluster_version``: the API server's; below 1.12 direct access is refused (None: unknown,
+    taken as recent enough).
     """
     if not is_ours(service):
         return ServiceDesired(ours=False)
     notes, problems_ = parse_service_annotations(service.annotations)
     problems = list(problems_)
     mode = _mode(service, notes)
-    if mode is BackendMode.DIRECT and not direct_access_supported:
+    if (
+        mode is BackendMode.DIRECT
+        and cluster_version is not None
+        and not cluster_version.supports_direct_access
+    ):
+        mode = _mode(service, replace(notes, direct=False))
         problems.append(
             Problem(
                 "DirectAccessUnsupported",
-                "direct access needs Kubernetes 1.12 or later (pod readiness gates); upgrade "
-                'the cluster or set service.cloud.tencent.com/direct-access to "false"',
-                Severity.ERROR,
+                f"the cluster runs Kubernetes {cluster_version}, but direct access needs 1.12 "
+                f"or later (pod readiness gates), so {service.namespace}/{service.name} is bound "
+                f"through its nodes ({mode} mode) instead: upgrade the cluster to 1.12 or "
+                f'later, or set {DIRECT_ACCESS} to "false"',
             )
         )
     intent = LoadBalancerIntent(
@@ -405,8 +498,7 @@ def _direct_endpoints(
             continue
         if not ep.is_ready and not (pod is not None and pod.containers_ready):
             continue
-        eni = pod is not None and is_eni_pod(pod.annotations)
-        if not eni and not _inside(ep.address, cidrs):
+        if not directly_routable(pod, ep.address, cidrs):
             who = ep.pod_name or ep.address
             unroutable[who] = (
                 f"{who} ({ep.address}) is not in ENI mode and outside --direct-routable-cidrs"
@@ -425,6 +517,13 @@ def _direct_endpoints(
             )
         )
     return eligible
+
+
+def directly_routable(pod: PodView | None, address: str, cidrs: Sequence[IPNetwork]) -> bool:
+    """Whether the CLB can reach ``address`` itself: the pod runs in VPC-CNI ENI mode, or the
+    address is inside ``direct_routable_cidrs``. Pods that are not are never bound in direct
+    mode (``PodNotRoutable``); the readiness-gate controller says so on the pod."""
+    return (pod is not None and is_eni_pod(pod.annotations)) or _inside(address, cidrs)
 
 
 def _inside(address: str, cidrs: Sequence[IPNetwork]) -> bool:

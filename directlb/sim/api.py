@@ -517,6 +517,16 @@ class Api:
 
     def _merge_update(self, info: ResourceInfo, *, old: Obj, new: Obj, subresource: str) -> Obj:
         om, nm = old["metadata"], new["metadata"]
+        if nm.get("uid") and nm["uid"] != om.get("uid"):
+            # rest.BeforeUpdate keeps the stored UID only when none is given; a different one
+            # fails validation (ValidateObjectMetaUpdate). That makes ``metadata.uid`` in a
+            # patch a precondition: a pod recreated under the same name refuses it.
+            cause = {
+                "field": "metadata.uid",
+                "reason": "FieldValueInvalid",
+                "message": f"Invalid value: {json.dumps(nm['uid'])}: field is immutable",
+            }
+            raise meta.invalid(info.key, str(nm.get("name") or om.get("name")), [cause])
         for key in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"):
             if key in om:
                 nm[key] = om[key]

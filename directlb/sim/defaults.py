@@ -158,6 +158,9 @@ def _webhooks(obj: Obj) -> None:
         _set(hook, "timeoutSeconds", 10)
         if obj.get("kind") == "MutatingWebhookConfiguration":
             _set(hook, "reinvocationPolicy", "Never")
+        service = (hook.get("clientConfig") or {}).get("service")
+        if isinstance(service, dict):
+            _set(service, "port", 443)  # SetDefaults_ServiceReference
         for rule in hook.get("rules") or []:
             if isinstance(rule, dict):
                 _set(rule, "scope", "*")

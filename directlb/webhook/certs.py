@@ -388,6 +388,36 @@ def bundle_from_data(data: Mapping[str, str] | None) -> Bundle | None:
     )
 
 
+def bundle_in_secret(data: Mapping[str, str] | None) -> Bundle | None:
+    """The bundle in a Secret's ``data``, tolerating a damaged serving half.
+
+    None when the CA (``ca.crt`` and ``ca.key``) is missing or not base64: then nothing can be
+    kept. A missing or undecodable ``tls.crt``/``tls.key`` becomes empty bytes, so that
+    :func:`plan_bundle` re-issues the serving certificate under the same CA (``serving-invalid``)
+    instead of replacing a CA the API server already trusts."""
+    if not data:
+        return None
+
+    def decoded(key: str) -> bytes | None:
+        value = data.get(key)
+        if not value:
+            return None
+        try:
+            return base64.b64decode(value, validate=True)
+        except ValueError:
+            return None
+
+    ca_cert_pem, ca_key_pem = decoded(CA_CRT), decoded(CA_KEY)
+    if not ca_cert_pem or not ca_key_pem:
+        return None
+    return Bundle(
+        ca_cert_pem=ca_cert_pem,
+        ca_key_pem=ca_key_pem,
+        cert_pem=decoded(TLS_CRT) or b"",
+        key_pem=decoded(TLS_KEY) or b"",
+    )
+
+
 def secret_for(
     bundle: Bundle, *, name: str, namespace: str, labels: Mapping[str, str] | None = None
 ) -> Secret:

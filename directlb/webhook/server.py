@@ -1,8 +1,9 @@
 """The admission webhook: AdmissionReview v1 at ``/mutate-v1-pod``, over reloadable TLS.
 
 On a pod CREATE, if a direct-access Service in the pod's namespace selects the pod (its selector
-is a non-empty subset of the pod's labels), the reply carries a JSONPatch adding our readiness
-gate; any other request is allowed unchanged. The webhook never blocks a pod: whatever goes
+is a non-empty subset of the pod's labels), or a Service that a direct-access Ingress of the
+namespace routes to does, the reply carries a JSONPatch adding our readiness gate; any other
+request is allowed unchanged. The webhook never blocks a pod: whatever goes
 wrong while deciding, the pod is allowed unpatched, the error is logged and counted
 (:attr:`Admission.errors`), and the gate controller's "no backend selects this pod" rule
 (issue 8) covers the rest.
@@ -34,22 +35,23 @@ from typing import Any
 from aiohttp import web
 
 from directlb.kube.informer import Store
-from directlb.kube.mapping import BY_NAMESPACE, selects
+from directlb.kube.mapping import BY_NAMESPACE, ingress_backend_services, selects
 
 log = logging.getLogger("directlb.webhook")
 
 PATH = "/mutate-v1-pod"
 GATE = "cloud.tencent.com/load-balancer-backendgroup-ready"
 DIRECT_ACCESS = "service.cloud.tencent.com/direct-access"
+INGRESS_DIRECT_ACCESS = "ingress.cloud.tencent.com/direct-access"
 ADMISSION_API_VERSION = "admission.k8s.io/v1"
 
-# Services in a namespace (lightkube Service objects, or anything shaped like them).
+# Objects of one namespace (lightkube Services or Ingresses, or anything shaped like them).
 ServiceSource = Callable[[str], Iterable[Any]]
+IngressSource = ServiceSource
 
 
-def services_in(store: Store[Any]) -> ServiceSource:
-    """A :data:`ServiceSource` over an informer's Service store (its namespace index if it has
-    one, else a scan)."""
+def in_namespace(store: Store[Any]) -> ServiceSource:
+    """A source over an informer's store: its namespace index if it has one, else a scan."""
 
     def source(namespace: str) -> Iterable[Any]:
         try:
@@ -60,14 +62,35 @@ def services_in(store: Store[Any]) -> ServiceSource:
     return source
 
 
+services_in = in_namespace
+
+
+def _annotated(obj: Any, key: str) -> bool:
+    annotations = (obj.metadata.annotations if obj.metadata else None) or {}
+    return str(annotations.get(key, "")).strip().lower() == "true"
+
+
 def is_direct_access(service: Any) -> bool:
-    annotations = (service.metadata.annotations if service.metadata else None) or {}
-    return str(annotations.get(DIRECT_ACCESS, "")).strip().lower() == "true"
+    return _annotated(service, DIRECT_ACCESS)
 
 
-def pod_is_selected(labels: Mapping[str, str], services: Iterable[Any]) -> bool:
-    """Whether a direct-access Service among ``services`` selects a pod with ``labels``."""
-    return any(is_direct_access(s) and selects(s, dict(labels)) for s in services)
+def pod_is_selected(
+    labels: Mapping[str, str], services: Iterable[Any], ingresses: Iterable[Any] = ()
+) -> bool:
+    """Whether a pod with ``labels`` is a direct backend: a direct-access Service among
+    ``services`` selects it, or a Service that a direct-access Ingress among ``ingresses``
+    routes to does (both of the pod's namespace)."""
+    wanted = dict(labels)
+    services = list(services)
+    if any(is_direct_access(s) and selects(s, wanted) for s in services):
+        return True
+    routed = {
+        key.partition("/")[2]
+        for ingress in ingresses
+        if _annotated(ingress, INGRESS_DIRECT_ACCESS)
+        for key in ingress_backend_services(ingress)
+    }
+    return bool(routed) and any(s.metadata.name in routed and selects(s, wanted) for s in services)
 
 
 def gate_patch(pod: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -94,8 +117,9 @@ class Admission:
     Counters (plain ints, for the metrics collector to read): ``reviews``, ``patched`` and
     ``errors`` (internal errors, each of which allowed a pod unpatched)."""
 
-    def __init__(self, services: ServiceSource) -> None:
+    def __init__(self, services: ServiceSource, ingresses: IngressSource | None = None) -> None:
         self._services = services
+        self._ingresses = ingresses
         self.reviews = 0
         self.patched = 0
         self.errors = 0
@@ -131,7 +155,8 @@ class Admission:
         metadata = pod.get("metadata") or {}
         namespace = str(request.get("namespace") or metadata.get("namespace") or "")
         labels = metadata.get("labels") or {}
-        if not labels or not pod_is_selected(labels, self._services(namespace)):
+        ingresses = self._ingresses(namespace) if self._ingresses is not None else ()
+        if not labels or not pod_is_selected(labels, self._services(namespace), ingresses):
             return []
         patch = gate_patch(pod)
         if patch:

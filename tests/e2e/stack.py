@@ -86,6 +86,8 @@ def controller_config(kubeconfig: Path, emulator: Emulator) -> ControllerConfig:
         leader_elect=False,
         identity="e2e",
         webhook_listen=HostPort("127.0.0.1", 0),
+        # The webhook runs outside the simulated cluster, as with `directlb up`.
+        webhook_url="local",
         metrics_listen=HostPort("127.0.0.1", 0),
     )
 
@@ -103,7 +105,7 @@ async def running_stack(
     cluster = Cluster.for_server(
         server, ClusterConfig(nodes=nodes, kubelet_sync_seconds=0.05), probe_time_scale=0.05
     )
-    emulator = Emulator(support.config(time_scale=TIME_SCALE, **(emulator_overrides or {})))
+    emulator = Emulator(support.config(**{"time_scale": TIME_SCALE, **(emulator_overrides or {})}))
     kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
     client = AsyncClient(config=KubeConfig.from_file(kubeconfig), field_manager="test")
     stack: Stack | None = None

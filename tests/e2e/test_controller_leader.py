@@ -55,6 +55,7 @@ class Replica:
                 "--leader-elect",
                 f"--leader-election-namespace={NAMESPACE}",
                 f"--metrics-listen=127.0.0.1:{self.port}",
+                "--webhook-listen=127.0.0.1:0",  # two replicas on one machine: a port each
                 f"--lease-duration={LEASE_DURATION}",
                 f"--renew-deadline={RENEW_DEADLINE}",
                 f"--retry-period={RETRY_PERIOD}",

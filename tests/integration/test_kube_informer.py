@@ -12,6 +12,7 @@ from lightkube import AsyncClient, KubeConfig
 from lightkube.models.core_v1 import Container, PodSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ConfigMap, Namespace, Pod
+from lightkube.resources.discovery_v1 import EndpointSlice
 
 from directlb.kube.informer import ADDED, DELETED, MODIFIED, Event, Informer, key_of
 from directlb.sim.server import ApiServer, SimConfig
@@ -123,6 +124,21 @@ async def test_bookmarks_keep_the_resume_version_fresh() -> None:
             await support.wait_until(
                 lambda: int(informer._version or 0) > int(listed or 0), timeout=10
             )
+
+
+async def test_a_bookmark_of_a_kind_with_required_fields_is_not_an_error() -> None:
+    # A bookmark holds only metadata; decoded as an EndpointSlice (addressType is required)
+    # it failed, and every bookmark of the slice watch became a failure and a relist.
+    async with api_server(bookmark_interval=0.1) as (_server, client):
+        informer: Informer[EndpointSlice] = Informer(client, EndpointSlice, resync_period=None)
+        async with running(informer):
+            listed = informer._version
+            await client.create(Namespace(metadata=ObjectMeta(name="elsewhere")))
+            await support.wait_until(
+                lambda: int(informer._version or 0) > int(listed or 0), timeout=10
+            )
+            await asyncio.sleep(0.3)  # a few more bookmarks
+            assert informer.watch_failures == 0 and informer.relists == 0
 
 
 async def test_resync_hands_every_object_to_the_handlers_again() -> None:

@@ -171,6 +171,30 @@ async def test_two_pod_status_patches_of_different_condition_types_are_both_kept
     assert stored.status.phase == "Pending"
 
 
+async def test_a_uid_in_a_status_patch_is_a_precondition(kube: AsyncClient) -> None:
+    """As kube-apiserver (rest.BeforeUpdate: the stored UID is kept only when none is given,
+    and metadata.uid is immutable): a patch naming another UID, e.g. a decision made for a pod
+    since deleted and recreated under the same name, is refused with 422 and changes nothing."""
+    created = await kube.create(from_dict(pod("p")), namespace="default")
+    assert created.metadata is not None and created.metadata.uid
+    gate = {"type": "cloud.tencent.com/load-balancer-backendgroup-ready", "status": "True"}
+    body = {"metadata": {"uid": "not-the-uid"}, "status": {"conditions": [gate]}}
+    with pytest.raises(ApiError) as refused:
+        await kube.patch(Pod.Status, "p", body, namespace="default", patch_type=PatchType.STRATEGIC)
+    assert refused.value.status.code == 422
+    assert "metadata.uid" in (refused.value.status.message or "")
+    stored = await kube.get(Pod, "p", namespace="default")
+    assert stored.metadata is not None and stored.metadata.uid == created.metadata.uid
+    assert not [c for c in (stored.status.conditions or []) if c.type == gate["type"]]
+
+    body["metadata"] = {"uid": created.metadata.uid}
+    patched = await kube.patch(
+        Pod.Status, "p", body, namespace="default", patch_type=PatchType.STRATEGIC
+    )
+    assert patched.status is not None
+    assert [c.status for c in patched.status.conditions or [] if c.type == gate["type"]] == ["True"]
+
+
 async def test_json_patch_failing_test_is_422(kube: AsyncClient) -> None:
     await kube.create(from_dict(deployment("d", replicas=2)), namespace="default")
     with pytest.raises(ApiError) as error:

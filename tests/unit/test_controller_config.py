@@ -115,10 +115,10 @@ def test_identity_without_pod_name_is_host_and_pid() -> None:
 
 def test_credentials_from_a_file(tmp_path: Path) -> None:
     file = tmp_path / "creds"
-    file.write_text("TENCENTCLOUD_SECRET_ID=AKIDfile9999\nTENCENTCLOUD_SECRET_KEY=k\n")
+    file.write_text("TENCENTCLOUD_SECRET_ID=AKIDfile9999\nTENCENTCLOUD_SECRET_KEY=k-secret\n")
     config = from_args(parse(*REQUIRED, f"--credentials-file={file}"), {})
     assert config.credentials.secret_id == "AKIDfile9999"
-    assert "k'" not in repr(config) and "AKIDfile9999" not in repr(config)
+    assert "k-secret" not in repr(config) and "AKIDfile9999" not in repr(config)
 
 
 BAD: list[tuple[list[str], dict[str, str], str]] = [
@@ -140,6 +140,12 @@ BAD: list[tuple[list[str], dict[str, str], str]] = [
     ([*REQUIRED, "--direct-routable-cidrs=10.0.0.0/33"], {}, "--direct-routable-cidrs must be"),
     ([*REQUIRED], {"DIRECTLB_LEADER_ELECT": "maybe"}, "DIRECTLB_LEADER_ELECT must be true or fal"),
     ([*REQUIRED, "--lease-duration=2", "--renew-deadline=3"], {}, "--lease-duration > --renew"),
+    ([*REQUIRED, "--webhook-service=ns"], {}, '--webhook-service must be NAMESPACE/NAME, got "ns"'),
+    ([*REQUIRED, "--webhook-service=NS/x"], {}, "--webhook-service must be NAMESPACE/NAME"),
+    ([*REQUIRED, "--webhook-url=http://a/x"], {}, "--webhook-url must be an https:// URL"),
+    ([*REQUIRED, "--webhook-url=https://a/x?q=1"], {}, "--webhook-url must be an https:// URL"),
+    ([*REQUIRED, "--webhook-failure-policy=ignore"], {}, "--webhook-failure-policy must be Ig"),
+    ([*REQUIRED], {"DIRECTLB_WEBHOOK": "perhaps"}, "DIRECTLB_WEBHOOK must be true or false"),
 ]
 
 
@@ -167,3 +173,32 @@ def test_the_cli_exits_2_naming_the_setting() -> None:
     )
     assert result.returncode == 2
     assert 'directlb controller: --workers must be a positive integer, got "0"' in result.stderr
+
+
+def test_webhook_settings() -> None:
+    default = load(*REQUIRED)
+    assert default.webhook and default.webhook_url == ""
+    assert default.webhook_service == "kube-system/directlb-webhook"
+    assert (default.webhook_namespace, default.webhook_service_name) == (
+        "kube-system",
+        "directlb-webhook",
+    )
+    assert default.webhook_failure_policy == "Ignore"
+    in_pod = load(*REQUIRED, env={"POD_NAMESPACE": "directlb-system"})
+    assert in_pod.webhook_service == "directlb-system/directlb-webhook"
+    elected = load(*REQUIRED, "--leader-election-namespace=ops")
+    assert elected.webhook_service == "ops/directlb-webhook"
+    custom = load(
+        *REQUIRED,
+        "--no-webhook",
+        "--webhook-service=lb/hooks",
+        "--webhook-url=https://hooks.example.com:8443/mutate-v1-pod",
+        "--webhook-failure-policy=Fail",
+        "--webhook-recheck-period=0.5",
+    )
+    assert not custom.webhook
+    assert (custom.webhook_namespace, custom.webhook_service_name) == ("lb", "hooks")
+    assert custom.webhook_url == "https://hooks.example.com:8443/mutate-v1-pod"
+    assert (custom.webhook_failure_policy, custom.webhook_recheck_period) == ("Fail", 0.5)
+    assert load(*REQUIRED, "--webhook-url=local").webhook_url == "local"
+    assert not load(*REQUIRED, env={"DIRECTLB_WEBHOOK": "false"}).webhook

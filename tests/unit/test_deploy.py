@@ -99,11 +99,15 @@ def test_renders_the_expected_objects(objects: list[dict[str, Any]]) -> None:
             "Deployment",
             "Service",
             "PodDisruptionBudget",
+            "IngressClass",
         ]
     )
     assert one(objects, "Namespace")["metadata"]["name"] == permissions.NAMESPACE
+    ingress_class = one(objects, "IngressClass")
+    assert ingress_class["metadata"]["name"] == "qcloud"
+    assert ingress_class["spec"]["controller"] == "directlb.io/ingress-controller"
     for obj in objects:
-        if obj["kind"] not in {"Namespace", "ClusterRole", "ClusterRoleBinding"}:
+        if obj["kind"] not in {"Namespace", "ClusterRole", "ClusterRoleBinding", "IngressClass"}:
             where = f"{obj['kind']}/{obj['metadata']['name']}"
             assert obj["metadata"].get("namespace") == permissions.NAMESPACE, where
     assert one(objects, "Service")["metadata"]["name"] == permissions.WEBHOOK_SERVICE_NAME
@@ -267,6 +271,12 @@ class Call:
 UNRESOLVED_ALLOWED = {
     ("directlb/kube/informer.py", "list"): "the Informer lists the kind it is given; the "
     "controller builds informers only for kinds declared with list+watch in permissions.py",
+    ("directlb/controllers/lbowner.py", "patch"): "the CLB owner patches its kind "
+    "(OwnerKind.resource, .status_resource): services and services/status for the Service "
+    "controller, ingresses and ingresses/status for the Ingress controller, all declared",
+    ("directlb/kube/version.py", "get"): "GET /version, a non-resource URL: declared as "
+    "NonResourceAccess('/version') in permissions.py (granted to every authenticated user by "
+    "the default system:public-info-viewer ClusterRole)",
 }
 
 

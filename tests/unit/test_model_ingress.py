@@ -36,6 +36,7 @@ from directlb.model.service import (
     BackendMode,
     EndpointPortView,
     EndpointView,
+    KubeVersion,
     NodeView,
     PodView,
     ServicePortView,
@@ -243,13 +244,20 @@ def test_annotations(
         assert not desired.actionable
 
 
-def test_direct_access_unsupported_is_an_error() -> None:
+def test_direct_access_unsupported_falls_back_to_nodes() -> None:
     desired = build(
         ingress(annotations=DIRECT, rules=(host("a.com", ("/", "Prefix")),)),
-        direct_access_supported=False,
+        cluster_version=KubeVersion(1, 11, "v1.11.5"),
     )
     assert "DirectAccessUnsupported" in reasons(desired)
-    assert not desired.actionable
+    assert desired.actionable and desired.mode is BackendMode.NODEPORT
+    [rule] = listener(desired, ListenerProtocol.HTTP).rules
+    assert {t.instance_id for t in rule.targets} == {"ins-1", "ins-2"}
+    recent = build(
+        ingress(annotations=DIRECT, rules=(host("a.com", ("/", "Prefix")),)),
+        cluster_version=KubeVersion(1, 12),
+    )
+    assert recent.mode is BackendMode.DIRECT
 
 
 # --- paths -------------------------------------------------------------------------------------
@@ -298,6 +306,21 @@ def test_empty_host_uses_the_default_domain_or_the_given_one() -> None:
     assert keys(listener(build(ing), ListenerProtocol.HTTP)) == [(DEFAULT_DOMAIN, "/")]
     given_ = build(ing, default_domain="1.2.3.4")
     assert keys(listener(given_, ListenerProtocol.HTTP)) == [("1.2.3.4", "/")]
+
+
+def test_rules_of_the_default_domain_are_the_default_server() -> None:
+    ing = ingress(
+        rules=(host("a.com", ("/", "Prefix")), host("", ("/", "Prefix"), ("/x", "Prefix")))
+    )
+    http = listener(build(ing, default_domain="1.2.3.4"), ListenerProtocol.HTTP)
+    assert [(r.domain, r.default_server) for r in http.rules] == [
+        ("a.com", False),
+        ("1.2.3.4", True),
+        ("1.2.3.4", True),
+    ]
+    assert http.default_domain == "1.2.3.4"
+    only_hosts = build(ingress(rules=(host("a.com", ("/", "Prefix")),)), default_domain="1.2.3.4")
+    assert listener(only_hosts, ListenerProtocol.HTTP).default_domain is None
 
 
 def test_duplicate_rules_first_wins() -> None:
@@ -378,7 +401,14 @@ def test_tls_several_certificates_is_sni() -> None:
     )
     https = listener(desired, ListenerProtocol.HTTPS)
     assert https.certificate is None
-    assert desired.sni
+    assert desired.sni and https.sni
+    assert {(r.domain, r.certificate.cert_id if r.certificate else None) for r in https.rules} == {
+        ("a.com", "cert-a"),
+        ("x.b.com", "cert-b"),
+        ("c.com", "cert-d"),
+        ("", "cert-d"),
+    }
+    assert not listener(desired, ListenerProtocol.HTTP).sni
     assert {(d.domain, d.certificate.cert_id) for d in desired.domain_certificates} == {
         ("a.com", "cert-a"),
         ("x.b.com", "cert-b"),
@@ -588,10 +618,13 @@ def test_rules_unique_and_within_quotas(
             assert len({t.key for t in rule.targets}) == len(rule.targets)
     https = [lst for lst in desired.listeners if lst.protocol is ListenerProtocol.HTTPS]
     if https and desired.sni:
-        assert https[0].certificate is None
+        assert https[0].certificate is None and https[0].sni
         assert {d.domain for d in desired.domain_certificates} == {r.domain for r in https[0].rules}
+        certs = {d.domain: d.certificate for d in desired.domain_certificates}
+        assert all(r.certificate == certs[r.domain] for r in https[0].rules)
     elif https:
-        assert https[0].certificate is not None
+        assert https[0].certificate is not None and not https[0].sni
+        assert all(r.certificate is None for r in https[0].rules)
     assert desired == build(  # pure: same inputs, same output
         ing,
         secrets={"s1": "cert-1", "s2": "cert-2"},

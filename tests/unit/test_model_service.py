@@ -24,6 +24,8 @@ from directlb.model.service import (
     BackendMode,
     EndpointPortView,
     EndpointView,
+    KubeVersion,
+    LoadBalancerIntent,
     NodeView,
     PodView,
     Quotas,
@@ -31,6 +33,7 @@ from directlb.model.service import (
     ServicePortView,
     ServiceView,
     desired_for_service,
+    load_balancer_problem,
     local_health,
 )
 from directlb.plan.state import ListenerProtocol, Target, TargetKind
@@ -176,12 +179,83 @@ def test_eni_annotation(value: str, eni: bool) -> None:
     assert is_eni_pod(()) is False
 
 
-def test_direct_access_needs_readiness_gates() -> None:
+@pytest.mark.parametrize(
+    ("policy", "mode"), [("Cluster", BackendMode.NODEPORT), ("Local", BackendMode.LOCAL)]
+)
+def test_direct_access_needs_readiness_gates(policy: str, mode: BackendMode) -> None:
+    """Below 1.12 a direct Service is bound through its nodes, with a warning that names the
+    version and says what to do; everything else about it is reconciled."""
+    old = KubeVersion.parse(major="1", minor="11", git_version="v1.11.5-tke.1")
+    assert old is not None
+    service = svc(external_traffic_policy=policy, health_check_node_port=31000)
     result = desired_for_service(
-        svc(), endpoints=[ep(1)], pods=[pod(1)], direct_access_supported=False
+        service, endpoints=[ep(1)], pods=[pod(1)], nodes=[node(1)], cluster_version=old
     )
     assert reasons(result) == ["DirectAccessUnsupported"]
-    assert not result.actionable
+    (problem,) = result.problems
+    assert problem.severity is Severity.WARNING and result.actionable
+    assert "v1.11.5-tke.1" in problem.message and "1.12" in problem.message
+    assert DIRECT_ACCESS in problem.message and '"false"' in problem.message
+    assert result.mode is mode and result.bound_pods == ()
+    (listener,) = result.listeners
+    assert [(t.kind, t.instance_id, t.port) for t in listener.targets] == [
+        (TargetKind.NODE, "ins-1", 30080)
+    ]
+    new = KubeVersion.parse(major="1", minor="12")
+    direct = desired_for_service(service, endpoints=[ep(1)], pods=[pod(1)], cluster_version=new)
+    assert direct.mode is BackendMode.DIRECT and direct.problems == ()
+    unknown = desired_for_service(service, endpoints=[ep(1)], pods=[pod(1)], cluster_version=None)
+    assert unknown.mode is BackendMode.DIRECT
+
+
+@pytest.mark.parametrize(
+    ("major", "minor", "git", "expected"),
+    [
+        ("1", "32", "v1.32.4", (1, 32)),
+        ("1", "12+", "v1.12.4-eks", (1, 12)),
+        ("", "", "v1.11.5-tke.1", (1, 11)),
+        ("1", "", "1.18.4", (1, 18)),
+        ("x", "y", "", None),
+        ("", "", "", None),
+    ],
+)
+def test_kube_version_parse(
+    major: str, minor: str, git: str, expected: tuple[int, int] | None
+) -> None:
+    got = KubeVersion.parse(major=major, minor=minor, git_version=git)
+    assert (None if got is None else (got.major, got.minor)) == expected
+    if got is not None:
+        assert got.supports_direct_access is (expected >= (1, 12))  # type: ignore[operator]
+        assert str(got) == (git or f"v{got.major}.{got.minor}")
+
+
+def test_cloud_errors_that_are_the_users_to_fix() -> None:
+    adopted = LoadBalancerIntent(existing_id="lb-404")
+    found = load_balancer_problem(
+        adopted, code="InvalidParameter.LBIdNotFound", message="lb-404 does not exist"
+    )
+    assert found is not None and found.reason == "ExistingLoadBalancerNotFound"
+    assert "lb-404" in found.message and EXISTING_LB_ID in found.message
+    assert found.severity is Severity.ERROR
+
+    internal = LoadBalancerIntent(internal_subnet_id="subnet-nope")
+    subnet = load_balancer_problem(
+        internal,
+        code="InvalidParameterValue",
+        message="The value of `SubnetId` is invalid: subnet subnet-nope does not exist",
+    )
+    assert subnet is not None and subnet.reason == "InternalSubnetNotFound"
+    assert "subnet-nope" in subnet.message and INTERNAL_SUBNET_ID in subnet.message
+
+    # Anything else is the cloud's trouble, not the user's: no problem of theirs.
+    assert load_balancer_problem(adopted, code="InternalError", message="boom") is None
+    assert (
+        load_balancer_problem(
+            LoadBalancerIntent(), code="InvalidParameter.LBIdNotFound", message="x"
+        )
+        is None
+    )
+    assert load_balancer_problem(internal, code="LimitExceeded", message="subnet full") is None
 
 
 # --- modes -------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from lightkube.models.core_v1 import ServicePort, ServiceSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.admissionregistration_v1 import MutatingWebhookConfiguration
 from lightkube.resources.core_v1 import Service
+from lightkube.resources.networking_v1 import Ingress
 
 from directlb.kube.informer import Store
 from directlb.kube.mapping import BY_NAMESPACE, index_by_namespace
@@ -19,8 +20,10 @@ from directlb.webhook.configuration import build_configuration
 from directlb.webhook.server import (
     DIRECT_ACCESS,
     GATE,
+    INGRESS_DIRECT_ACCESS,
     Admission,
     gate_patch,
+    in_namespace,
     pod_is_selected,
     services_in,
 )
@@ -139,6 +142,54 @@ def test_selection() -> None:
     assert odd.metadata is not None
     odd.metadata.annotations = {DIRECT_ACCESS: "True"}
     assert pod_is_selected({"app": "web"}, [odd])
+
+
+def ingress(name: str, backends: list[str], *, direct: bool = True) -> Ingress:
+    annotations = {INGRESS_DIRECT_ACCESS: "true"} if direct else {}
+    return Ingress.from_dict(
+        {
+            "metadata": {"name": name, "namespace": "default", "annotations": annotations},
+            "spec": {
+                "defaultBackend": {"service": {"name": backends[0], "port": {"number": 80}}},
+                "rules": [
+                    {
+                        "http": {
+                            "paths": [
+                                {
+                                    "path": "/",
+                                    "pathType": "Prefix",
+                                    "backend": {"service": {"name": b, "port": {"number": 80}}},
+                                }
+                                for b in backends[1:]
+                            ]
+                        }
+                    }
+                ],
+            },
+        }
+    )
+
+
+def test_selection_through_a_direct_access_ingress() -> None:
+    """A plain Service (no direct-access annotation) behind a direct-access Ingress: its pods
+    are direct backends of the Ingress's CLB rules, so they get the gate too."""
+    web = service("web", {"app": "web"}, direct=False)
+    api = service("api", {"app": "api"}, direct=False)
+    labels = {"app": "api"}
+    assert not pod_is_selected(labels, [web, api])
+    assert pod_is_selected(labels, [web, api], [ingress("i", ["web", "api"])])
+    assert pod_is_selected({"app": "web"}, [web, api], [ingress("i", ["web"])])
+    assert not pod_is_selected(labels, [web, api], [ingress("i", ["web", "api"], direct=False)])
+    assert not pod_is_selected(labels, [web, api], [ingress("i", ["web"])])
+    assert not pod_is_selected(labels, [web], [ingress("i", ["web", "api"])])  # no such Service
+    store: Store[Any] = Store()
+    for item in (web, api):
+        store.put(item)
+    ingresses: Store[Any] = Store()
+    ingresses.put(ingress("i", ["web", "api"]))
+    admission = Admission(in_namespace(store), in_namespace(ingresses))
+    assert decoded(admission.review(review(pod({"app": "api"}))))
+    assert not decoded(admission.review(review(pod({"app": "api"}), namespace="other")))
 
 
 def test_review_patches_a_selected_pod(store: Store[Any]) -> None:
