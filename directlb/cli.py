@@ -86,6 +86,12 @@ def _add_emulator(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="a CIDR of the VPC (repeatable); default 127.17.0.0/16 and 127.20.0.0/16",
     )
     p.add_argument(
+        "--subnet",
+        action="append",
+        metavar="SUBNET_ID",
+        help="a subnet of the VPC, for INTERNAL CLBs (repeatable); default subnet-1",
+    )
+    p.add_argument(
         "--instance",
         action="append",
         type=_instance,
@@ -112,6 +118,7 @@ def _add_emulator(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def _emulator_config(args: argparse.Namespace) -> object:
     from directlb.emulator.config import (
         DEFAULT_QUOTAS,
+        DEFAULT_SUBNETS,
         DEFAULT_VPC_CIDRS,
         EmulatorConfig,
         FaultRule,
@@ -132,6 +139,7 @@ def _emulator_config(args: argparse.Namespace) -> object:
         slow_seconds=args.slow_seconds,
         vpc_id=args.vpc_id,
         vpc_cidrs=tuple(args.vpc_cidr) if args.vpc_cidr else DEFAULT_VPC_CIDRS,
+        subnets=tuple(args.subnet) if args.subnet else DEFAULT_SUBNETS,
         state_path=args.state,
         instances=dict(args.instance),
         data_plane=args.data_plane,
@@ -351,6 +359,72 @@ def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--out", type=Path, metavar="DIR", help="write sim-cluster.json and sim-cluster.md"
     )
     p.set_defaults(run=_run_bench_sim_cluster)
+    p = kinds.add_parser(
+        "services",
+        help="the Service controller at 500 Services x 10 pods: resync cost, writes per pod "
+        "change, serving-to-registered latency (issue 7)",
+    )
+    p.add_argument("--services", type=int, default=500)
+    p.add_argument("--pods-per-service", type=int, default=10)
+    p.add_argument("--nodes", type=int, default=50)
+    p.add_argument("--samples", type=int, default=100, help="pod changes sampled one at a time")
+    p.add_argument(
+        "--quick", action="store_true", help="tiny sizes (5 Services x 2 pods, 3 nodes, 3 samples)"
+    )
+    p.add_argument("--out", type=Path, metavar="DIR", help="write services.json and services.md")
+    p.add_argument(
+        "--profile",
+        type=Path,
+        metavar="FILE",
+        help="run the resyncs under cProfile and write their stats to FILE and "
+        "FILE.service-keys (slows them)",
+    )
+    p.set_defaults(run=_run_bench_services)
+    _add_bench_control_plane(kinds)
+
+
+def _add_bench_control_plane(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = kinds.add_parser(
+        "control-plane",
+        help="the seed's control-plane tables (node and rule surge) per sync strategy (issue 11)",
+    )
+    p.add_argument("--scenario", choices=("nodes", "rules", "smoke", "all"), default="smoke")
+    p.add_argument(
+        "--strategies",
+        default="naive,batch,optimized",
+        metavar="LIST",
+        help="comma-separated sync strategies to run (naive, batch, optimized)",
+    )
+    p.add_argument(
+        "--time-scale",
+        default="0.02",
+        metavar="F[,STRATEGY=F]",
+        help="wall seconds per modeled cloud second, for the emulator and the adapter's pacing "
+        "alike; per-strategy overrides allowed (e.g. 0.02,optimized=0.1)",
+    )
+    p.add_argument(
+        "--driver",
+        choices=("controller", "adapter"),
+        default="controller",
+        help="what reacts to the change: the real controller (default), or the Ingress model "
+        "and the cloud adapter driven directly",
+    )
+    p.add_argument(
+        "--out", type=Path, metavar="DIR", help="write report.md, results.csv/json, plot.png"
+    )
+    p.set_defaults(run=_run_bench_control_plane)
+
+
+def _run_bench_control_plane(args: argparse.Namespace) -> int:
+    from directlb.bench.control_plane import main as bench_main
+
+    return bench_main(args)
+
+
+def _run_bench_services(args: argparse.Namespace) -> int:
+    from directlb.bench.services import main as bench_main
+
+    return bench_main(args)
 
 
 def _run_bench_emulator(args: argparse.Namespace) -> int:
@@ -431,6 +505,34 @@ def _run_up(args: argparse.Namespace) -> int:
     return up_main(args)
 
 
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="measure the seed's comparison table: each backend mode through a rolling update",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("out/demo"),
+        metavar="DIR",
+        help="where report.json, demo.png and demo.log go (default: ./out/demo)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="shorter and lighter, for CI (about 35 s instead of 85)",
+    )
+    # Development: run some modes only (direct-gates,direct-no-gates,nodeport,local).
+    p.add_argument("--modes", help=argparse.SUPPRESS)
+    p.set_defaults(run=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from directlb.demo.demo import main as demo_main
+
+    return demo_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="directlb", description=__doc__)
     parser.add_argument("--log-level", default="INFO")
@@ -439,6 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sim(sub)
     _add_controller(sub)
     _add_up(sub)
+    _add_demo(sub)
     _add_bench(sub)
     return parser
 
