@@ -35,6 +35,8 @@ import httpx
 from lightkube import AsyncClient, KubeConfig
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.core_v1 import Node
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.models.networking_v1 import IngressClassSpec
 from lightkube.resources.networking_v1 import IngressClass
 
 from directlb.cloud.config import Credentials
@@ -74,13 +76,9 @@ async def register_instances(client: AsyncClient, emulator: Emulator) -> dict[st
 async def install_ingress_class(client: AsyncClient) -> None:
     """The IngressClass ``qcloud`` that deploy/ingressclass.yaml installs in a real cluster, so
     that Ingresses naming it are served; one that already exists is left as it is."""
-    ingress_class = IngressClass.from_dict(
-        {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "IngressClass",
-            "metadata": {"name": INGRESS_CLASS},
-            "spec": {"controller": INGRESS_CONTROLLER},
-        }
+    ingress_class = IngressClass(
+        metadata=ObjectMeta(name=INGRESS_CLASS),
+        spec=IngressClassSpec(controller=INGRESS_CONTROLLER),
     )
     try:
         await client.create(ingress_class)
