@@ -34,9 +34,9 @@ from typing import Any
 import httpx
 from lightkube import AsyncClient, KubeConfig
 from lightkube.core.exceptions import ApiError
-from lightkube.resources.core_v1 import Node
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.models.networking_v1 import IngressClassSpec
+from lightkube.resources.core_v1 import Node
 from lightkube.resources.networking_v1 import IngressClass
 
 from directlb.cloud.config import Credentials
