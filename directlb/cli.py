@@ -380,6 +380,27 @@ def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "FILE.service-keys (slows them)",
     )
     p.set_defaults(run=_run_bench_services)
+    p = kinds.add_parser(
+        "gates",
+        help="readiness-gate flip latency: target healthy on the CLB -> pod condition True "
+        "(issue 8)",
+    )
+    p.add_argument("--pods", type=int, default=200, help="gated pods, added one at a time")
+    p.add_argument("--services", type=int, default=4, help="direct-access Services")
+    p.add_argument("--nodes", type=int, default=5)
+    p.add_argument(
+        "--gap", type=float, default=0.25, help="mean pause between two pods added (seconds)"
+    )
+    p.add_argument(
+        "--time-scale",
+        type=float,
+        default=0.01,
+        help="the emulator's time scale; the health-check interval is 5 s times this "
+        "(at least 0.05 s)",
+    )
+    p.add_argument("--quick", action="store_true", help="tiny sizes (6 pods, 2 Services, 2 nodes)")
+    p.add_argument("--out", type=Path, metavar="DIR", help="write gates.json and gates.md")
+    p.set_defaults(run=_run_bench_gates)
     _add_bench_control_plane(kinds)
 
 
@@ -417,6 +438,12 @@ def _add_bench_control_plane(kinds: argparse._SubParsersAction[argparse.Argument
 
 def _run_bench_control_plane(args: argparse.Namespace) -> int:
     from directlb.bench.control_plane import main as bench_main
+
+    return bench_main(args)
+
+
+def _run_bench_gates(args: argparse.Namespace) -> int:
+    from directlb.bench.gates import main as bench_main
 
     return bench_main(args)
 
