@@ -35,8 +35,9 @@ import base64
 import binascii
 import ipaddress
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from lightkube import AsyncClient
@@ -72,8 +73,8 @@ from directlb.model.ingress import (
     load_balancer_problem_of_ingress,
 )
 from directlb.model.ingress_annotations import TLS_CERT_KEY, parse_ingress_annotations
-from directlb.model.service import BackendMode, KubeVersion
-from directlb.plan.state import Listener, TargetKind
+from directlb.model.service import BackendMode, KubeVersion, direct_access_refused
+from directlb.plan.state import Listener, ListenerKey, RuleKey, TargetKind
 
 log = logging.getLogger("directlb.controllers.ingress")
 
@@ -168,10 +169,16 @@ def certificate_id(secret: Any) -> str:
         return ""
 
 
-def uses_nodes(ingress: Any) -> bool:
-    """An Ingress whose backends are nodes (not direct access): node changes concern it."""
+def asks_direct(ingress: Any) -> bool:
+    """The Ingress's direct-access annotation says ``"true"``."""
     notes, _ = parse_ingress_annotations(_annotations(ingress))
-    return not notes.direct
+    return notes.direct
+
+
+def uses_nodes(ingress: Any, cluster_version: KubeVersion | None = None) -> bool:
+    """An Ingress whose backends are nodes (not direct access, or direct access refused on a
+    cluster older than 1.12, as the model decides): node changes concern it."""
+    return not asks_direct(ingress) or direct_access_refused(cluster_version)
 
 
 # --- mapping: a change of an input -> the Ingress keys to reconcile ----------------------------
@@ -185,8 +192,12 @@ def ingresses_for_services(ingresses: Store[Any], service_keys: set[str]) -> set
     }
 
 
-def ingresses_for_nodes(ingresses: Store[Any]) -> set[str]:
-    return {key_of(ingress) for ingress in ingresses.items() if uses_nodes(ingress)}
+def ingresses_for_nodes(
+    ingresses: Store[Any], cluster_version: KubeVersion | None = None
+) -> set[str]:
+    return {
+        key_of(ingress) for ingress in ingresses.items() if uses_nodes(ingress, cluster_version)
+    }
 
 
 def all_ingresses(_: Event[Any], ingresses: Store[Any]) -> set[str]:
@@ -201,9 +212,25 @@ class SyncedIngress:
     """An Ingress's CLB as its last successful sync left it."""
 
     lb_id: str
-    direct: bool
+    direct: bool  # the mode the model chose (direct access may be refused: old cluster)
     listeners: tuple[Listener, ...]
     services: frozenset[str]  # names of the Services it routes to (its namespace)
+    asked_direct: bool = False  # what the direct-access annotation said at that sync
+
+    @cached_property
+    def places(self) -> Mapping[str, tuple[tuple[ListenerKey, RuleKey, int], ...]]:
+        """Pod IP -> every (listener, rule, port) that has it as a direct target, computed
+        once per sync: the gate asks for each pending pod every couple of seconds, and an
+        Ingress may carry thousands of targets."""
+        found: dict[str, list[tuple[ListenerKey, RuleKey, int]]] = {}
+        for listener in self.listeners:
+            for rule in listener.rules:
+                for target in rule.targets:
+                    if target.kind is TargetKind.ENI:
+                        found.setdefault(target.ip, []).append(
+                            (listener.key, rule.key, target.port)
+                        )
+        return {ip: tuple(places) for ip, places in found.items()}
 
 
 class IngressController:
@@ -247,7 +274,12 @@ class IngressController:
         self.on_synced: Callable[[str], None] | None = None
 
     async def cluster_version(self) -> KubeVersion | None:
-        known = await self.version.get()
+        await self.version.get()
+        return self.known_version()
+
+    def known_version(self) -> KubeVersion | None:
+        """The cluster version last read, without reading (for the node-event filter)."""
+        known = self.version.known
         if known is None:
             return None
         return KubeVersion.parse(
@@ -300,6 +332,7 @@ class IngressController:
                 direct=desired.mode is BackendMode.DIRECT,
                 listeners=desired.listeners,
                 services=frozenset(b.split("/", 1)[1] for b in ingress_backend_services(ingress)),
+                asked_direct=asks_direct(ingress),
             )
             if self.on_synced is not None:
                 self.on_synced(view.namespace)
@@ -322,10 +355,11 @@ class IngressController:
             )
             if b.service_name
         }
+        # By key, not by scanning the namespace: a reconcile costs what the Ingress refers to.
         services = [
             service_view(s)
-            for s in self.services.by_index(BY_NAMESPACE, namespace)
-            if s.metadata.name in referenced
+            for s in (self.services.get(f"{namespace}/{name}") for name in sorted(referenced))
+            if s is not None
         ]
         endpoints = {
             name: [
@@ -343,16 +377,21 @@ class IngressController:
             if p is not None
         ]
         quotas = await self.cloud.quotas()
+        version = await self.cluster_version()
+        # Every node of the cluster only when the backends are nodes: a direct Ingress is
+        # reconciled at every change of its pods, and must not pay for the cluster's size.
+        notes, _ = parse_ingress_annotations(view.annotations)
+        direct = notes.direct and not direct_access_refused(version)
         return {
             "classes": classes,
             "services": services,
             "endpoints": endpoints,
             "pods": pods,
-            "nodes": [node_view(n) for n in self.nodes.items()],
+            "nodes": [] if direct else [node_view(n) for n in self.nodes.items()],
             "secrets": await self._certificates(view),
             "direct_routable_cidrs": self.cidrs,
             "quotas": IngressQuotas(targets_per_rule=quotas.targets_per_group),
-            "cluster_version": await self.cluster_version(),
+            "cluster_version": version,
         }
 
     async def _certificates(self, view: IngressView) -> dict[str, str]:
@@ -379,12 +418,20 @@ class IngressBindings:
     """The readiness-gate controller's :class:`~directlb.controllers.gate.BindingSource` for
     direct-access Ingresses (layer 7).
 
-    For each direct Ingress of the pod's namespace that routes to a Service selecting the pod,
-    the pod's bindings are every rule (on HTTP and HTTPS) whose targets include the pod's IP,
-    exactly as the Ingress controller last synced them to the CLB (the state it computed with
-    the Ingress model, the TLS Secrets and the CLB's default domain, which only it knows). A
-    pod such an Ingress does not bind yet is Waiting; the controller re-checks the namespace's
-    pods after every sync (``on_synced``), so a pod it then binds is seen at once.
+    The Ingresses that concern a pod are read from the Ingress cache: those of ours, not being
+    deleted, annotated direct-access, that route to a Service selecting the pod (found through
+    the ``backend-service`` index, never a scan of every Ingress). For each, the pod's bindings
+    are every rule (on HTTP and HTTPS) whose targets include the pod's IP, exactly as the
+    Ingress controller last synced them to the CLB (the state it computed with the Ingress
+    model, the TLS Secrets and the CLB's default domain, which only it knows).
+
+    A pod such an Ingress does not bind yet is Waiting, and so is every pod of an Ingress that
+    has not been synced yet, or not since its direct-access annotation changed: the synced
+    state lives in memory, so right after a (re)start, or for a new Ingress whose CLB is being
+    created, "nothing synced" must hold the gate rather than pass it as
+    ``NoLoadBalancerBackend``. The controller re-checks the namespace's pods after every sync
+    (``on_synced``), so a pod it then binds is seen at once. An Ingress whose direct access
+    the model refused (a cluster older than 1.12) binds nodes and holds no gate.
     """
 
     def __init__(self, *, controller: IngressController, services: Store[Any]) -> None:
@@ -395,24 +442,50 @@ class IngressBindings:
         namespace = pod.metadata.namespace or ""
         labels = dict(pod.metadata.labels or {})
         ip = (pod.status.podIP if pod.status else None) or ""
-        selecting = {
-            s.metadata.name
-            for s in self.services.by_index(BY_NAMESPACE, namespace)
-            if selects(s, labels)
-        }
+        ingresses = self.controller.ingresses
+        keys = sorted(
+            {
+                key_of(ingress)
+                for service in self.services.by_index(BY_NAMESPACE, namespace)
+                if selects(service, labels)
+                for ingress in ingresses.by_index(BY_BACKEND_SERVICE, key_of(service))
+            }
+        )
+        if not keys:
+            return []
+        classes = [ingress_class_view(c) for c in self.controller.classes.items()]
         found: list[Expectation] = []
-        for key, synced in sorted(self.controller.synced.items()):
-            if key.partition("/")[0] != namespace or not synced.direct:
+        for key in keys:
+            ingress = ingresses.get(key)
+            if ingress is None or ingress.metadata.deletionTimestamp is not None:
                 continue
-            if not synced.services & selecting:
+            ours = IngressView(
+                namespace=namespace,
+                name=ingress.metadata.name or "",
+                ingress_class_name=ingress.spec.ingressClassName if ingress.spec else None,
+                annotations=_annotations(ingress),
+            )
+            if not is_ours(ours, classes) or not asks_direct(ingress):
                 continue
             source = f"Ingress {key}"
+            synced = self.controller.synced.get(key)
+            if synced is None or not synced.asked_direct:
+                found.append(
+                    Expectation(
+                        source,
+                        waiting=Waiting(
+                            NOT_REGISTERED,
+                            f"{source} has not been synced to its CLB in direct mode yet (see "
+                            "the Ingress's Events)",
+                        ),
+                    )
+                )
+                continue
+            if not synced.direct:
+                continue  # direct access refused (cluster older than 1.12): nodes are bound
             bindings = tuple(
-                GateBinding(synced.lb_id, listener.key, rule.key, target.ip, target.port)
-                for listener in synced.listeners
-                for rule in listener.rules
-                for target in rule.targets
-                if ip and target.kind is TargetKind.ENI and target.ip == ip
+                GateBinding(synced.lb_id, listener, rule, ip, port)
+                for listener, rule, port in (synced.places.get(ip, ()) if ip else ())
             )
             if bindings:
                 found.append(Expectation(source, bindings=bindings))

@@ -151,6 +151,17 @@ class Actions:
             raise listener_not_found(lb.lb_id, [listener_id])
         return listener
 
+    def _layer7_listener(self, lb: LoadBalancer, p: Params, *, what: str) -> Listener:
+        """The listener named by ListenerId, which must be HTTP or HTTPS (``what`` needs it)."""
+        listener = self._listener(lb, p)
+        if not listener.layer7:
+            raise ApiError(
+                "InvalidParameter.ProtocolCheckFailed",
+                f"Listener {listener.listener_id} is {listener.protocol}; {what} need an HTTP or "
+                "HTTPS listener.",
+            )
+        return listener
+
     def _rule_of(self, listener: Listener, p: Params, *, required: bool) -> Rule | None:
         """The rule named by LocationId, or by Domain and Url (layer 7 only)."""
         location_id = p.text("LocationId")
@@ -782,13 +793,7 @@ class Actions:
         it: a listener has exactly one).
         """
         lb = self._mutable_lb(p, call)
-        listener = self._listener(lb, p)
-        if not listener.layer7:
-            raise ApiError(
-                "InvalidParameter.ProtocolCheckFailed",
-                f"Listener {listener.listener_id} is {listener.protocol}; rules need an HTTP or "
-                "HTTPS listener.",
-            )
+        listener = self._layer7_listener(lb, p, what="rules")
         quota = self._quota("TOTAL_LISTENER_RULE_QUOTA")
         inputs = p.objects("Rules", required=True)
         if len(listener.rules) + len(inputs) > quota:
@@ -897,13 +902,7 @@ class Actions:
         listeners only) and whether it is the default domain. A listener always has one
         default domain: DefaultServer false on the default needs NewDefaultServerDomain."""
         lb = self._mutable_lb(p, call)
-        listener = self._listener(lb, p)
-        if not listener.layer7:
-            raise ApiError(
-                "InvalidParameter.ProtocolCheckFailed",
-                f"Listener {listener.listener_id} is {listener.protocol}; domains need an HTTP "
-                "or HTTPS listener.",
-            )
+        listener = self._layer7_listener(lb, p, what="domains")
         domain = p.req_text("Domain", max_len=80).lower()
         rules = [r for r in listener.rules.values() if r.domain == domain]
         if not rules:

@@ -35,7 +35,12 @@ from typing import Any
 from aiohttp import web
 
 from directlb.kube.informer import Store
-from directlb.kube.mapping import BY_NAMESPACE, ingress_backend_services, selects
+from directlb.kube.mapping import (
+    BY_NAMESPACE,
+    index_by_namespace,
+    ingress_backend_services,
+    selects,
+)
 
 log = logging.getLogger("directlb.webhook")
 
@@ -51,13 +56,16 @@ IngressSource = ServiceSource
 
 
 def in_namespace(store: Store[Any]) -> ServiceSource:
-    """A source over an informer's store: its namespace index if it has one, else a scan."""
+    """A source over an informer's store, through its namespace index, which is added here if
+    the store has none (the controller indexes Ingresses by backend Service only): without it
+    every review scanned every object of the cluster."""
+    try:
+        store.by_index(BY_NAMESPACE, "")
+    except KeyError:
+        store.add_index(BY_NAMESPACE, index_by_namespace)
 
     def source(namespace: str) -> Iterable[Any]:
-        try:
-            return store.by_index(BY_NAMESPACE, namespace)
-        except KeyError:
-            return [s for s in store.items() if (s.metadata.namespace or "") == namespace]
+        return store.by_index(BY_NAMESPACE, namespace)
 
     return source
 

@@ -14,11 +14,12 @@ import httpx
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import Secret, Service
+from lightkube.resources.core_v1 import Pod, Secret, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.resources.networking_v1 import Ingress, IngressClass
 
 from directlb.emulator.dataplane import route
+from directlb.webhook.server import GATE
 from tests import support
 from tests.e2e.stack import (
     DEADLINE,
@@ -598,3 +599,40 @@ async def test_not_ours_is_left_alone(stack: Stack) -> None:
     other = await client.get(Ingress, "other", namespace=NS)
     assert not (other.metadata.finalizers or []) and await lb_of(client, "other") is None
     assert len(await load_balancers(stack.emulator)) == 1
+
+
+async def test_a_direct_ingress_holds_the_readiness_gates_of_its_pods(stack: Stack) -> None:
+    """Pods behind a direct Ingress (and no direct Service) carry the gate: it turns True only
+    once the CLB has them healthy on every rule, never as "no backend" while the Ingress's CLB
+    is still being created (the pods are created right after the Ingress)."""
+    client = stack.client
+    await setup_class(stack)
+    spec = ingress(
+        "gated",
+        rule("g.example.com", path("/", "Prefix", "gw"), path("/api", "Prefix", "gw")),
+        annotations=DIRECT,
+    )
+    await client.create(Ingress.from_dict(spec), namespace=NS)
+    manifest = deployment("gw")
+    manifest["spec"]["template"]["spec"]["readinessGates"] = [{"conditionType": GATE}]
+    await client.create(Deployment.from_dict(manifest), namespace=NS)
+    await client.create(Service.from_dict(service("gw", node_port=False)), namespace=NS)
+
+    async def gates() -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        async for pod in client.list(Pod, namespace=NS, labels={"app": "gw"}):
+            conditions = (pod.status.conditions if pod.status else None) or []
+            found[pod.metadata.name] = next((c for c in conditions if c.type == GATE), None)
+        return found
+
+    async def all_true() -> bool:
+        found = await gates()
+        return len(found) == 2 and all(c is not None and c.status == "True" for c in found.values())
+
+    await wait(all_true)
+    lb_id = await lb_of(client, "gated")
+    assert lb_id
+    for name, condition in (await gates()).items():
+        assert condition.reason == "LoadBalancerBackendHealthy", (name, condition.message)
+        for url in ("/", "/api"):
+            assert f"{lb_id} listener HTTP:80 rule g.example.com{url}" in condition.message

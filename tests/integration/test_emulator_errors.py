@@ -463,6 +463,18 @@ async def test_layer_mismatches_are_refused(client: Client, world: World) -> Non
         "InvalidParameter.ProtocolCheckFailed",
         world.l4,
     )
+    await support.expect_error(
+        support.api(
+            client,
+            "ModifyDomainAttributes",
+            LoadBalancerId=world.lb_id,
+            ListenerId=world.l4,
+            Domain="b.example.com",
+            DefaultServer=True,
+        ),
+        "InvalidParameter.ProtocolCheckFailed",
+        "domains need an HTTP or HTTPS listener",
+    )
     for key, value in (("Scheduler", "WRR"), ("SessionExpireTime", 60), ("HealthCheck", {})):
         await support.expect_error(
             support.api(

@@ -6,9 +6,10 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from lightkube.resources.core_v1 import Pod, Secret, Service
+from lightkube.resources.core_v1 import Node, Pod, Secret, Service
 from lightkube.resources.networking_v1 import Ingress, IngressClass
 
+from directlb.cloud.port import CloudQuotas
 from directlb.controllers.gate import NOT_REGISTERED, Binding
 from directlb.controllers.ingress import (
     IngressBindings,
@@ -136,7 +137,16 @@ def _pod(name: str, ip: str, labels: dict[str, str]) -> Any:
     )
 
 
-def test_gate_source_binds_pods_on_every_rule_that_routes_to_them() -> None:
+QCLOUD = IngressClass.from_dict(
+    {"metadata": {"name": "qcloud"}, "spec": {"controller": "directlb.io/ingress-controller"}}
+)
+
+
+def _gate_source(
+    ingresses: list[Any], synced: dict[str, SyncedIngress]
+) -> tuple[IngressBindings, IngressController]:
+    """The gate source over caches holding Service ns/api (selecting app=api), ``ingresses``
+    and the qcloud IngressClass, with ``synced`` as the controller's last syncs."""
     services = _store(
         [
             Service.from_dict(
@@ -149,25 +159,48 @@ def test_gate_source_binds_pods_on_every_rule_that_routes_to_them() -> None:
         **{mapping.BY_NAMESPACE: mapping.index_by_namespace},
     )
     controller = IngressController.__new__(IngressController)
+    controller.ingresses = _store(
+        ingresses, **{mapping.BY_BACKEND_SERVICE: mapping.ingress_backend_services}
+    )
+    controller.classes = _store([QCLOUD])
+    controller.synced = synced
+    return IngressBindings(controller=controller, services=services), controller
+
+
+def _named(name: str, *, direct: bool = True, class_name: str = "qcloud") -> Any:
+    annotations = {"ingress.cloud.tencent.com/direct-access": "true"} if direct else {}
+    return Ingress.from_dict(
+        {
+            **INGRESS,
+            "metadata": {"name": name, "namespace": "ns", "annotations": annotations},
+            "spec": {**INGRESS["spec"], "ingressClassName": class_name},  # type: ignore[dict-item]
+        }
+    )
+
+
+def test_gate_source_binds_pods_on_every_rule_that_routes_to_them() -> None:
     http = ListenerKey(ListenerProtocol.HTTP, 80)
     https = ListenerKey(ListenerProtocol.HTTPS, 443)
     target = Target("127.17.0.5", 8080)
     rules = (Rule("a.com", "/api", targets=(target,)), Rule("a.com", "/", targets=()))
-    controller.synced = {
-        "ns/shop": SyncedIngress(
-            lb_id="lb-1",
-            direct=True,
-            listeners=(
-                Listener(protocol=ListenerProtocol.HTTP, port=80, rules=rules),
-                Listener(protocol=ListenerProtocol.HTTPS, port=443, rules=rules),
+    source, _ = _gate_source(
+        [_named("shop"), _named("nodes", direct=False)],
+        {
+            "ns/shop": SyncedIngress(
+                lb_id="lb-1",
+                direct=True,
+                listeners=(
+                    Listener(protocol=ListenerProtocol.HTTP, port=80, rules=rules),
+                    Listener(protocol=ListenerProtocol.HTTPS, port=443, rules=rules),
+                ),
+                services=frozenset({"api"}),
+                asked_direct=True,
             ),
-            services=frozenset({"api"}),
-        ),
-        "ns/nodes": SyncedIngress(
-            lb_id="lb-2", direct=False, listeners=(), services=frozenset({"api"})
-        ),
-    }
-    source = IngressBindings(controller=controller, services=services)
+            "ns/nodes": SyncedIngress(
+                lb_id="lb-2", direct=False, listeners=(), services=frozenset({"api"})
+            ),
+        },
+    )
     [bound] = source.expectations(_pod("api-1", "127.17.0.5", {"app": "api"}))
     assert bound.source == "Ingress ns/shop"
     assert set(bound.bindings) == {
@@ -177,3 +210,83 @@ def test_gate_source_binds_pods_on_every_rule_that_routes_to_them() -> None:
     [waiting] = source.expectations(_pod("api-2", "127.17.0.6", {"app": "api"}))
     assert waiting.waiting is not None and waiting.waiting.reason == NOT_REGISTERED
     assert source.expectations(_pod("web-1", "127.17.0.7", {"app": "web"})) == []
+
+
+def test_gate_source_holds_pods_of_a_direct_ingress_not_synced_yet() -> None:
+    """A new Ingress (CLB being created), or any Ingress right after a restart (the synced
+    state is in memory): its pods wait, never NoLoadBalancerBackend (no expectation)."""
+    source, controller = _gate_source([_named("shop")], {})
+    pod = _pod("api-1", "127.17.0.5", {"app": "api"})
+    [waiting] = source.expectations(pod)
+    assert waiting.source == "Ingress ns/shop"
+    assert waiting.waiting is not None and waiting.waiting.reason == NOT_REGISTERED
+    assert "not been synced" in waiting.waiting.message
+    # Synced before its direct-access annotation was set (node backends): still waiting.
+    controller.synced["ns/shop"] = SyncedIngress(
+        lb_id="lb-1", direct=False, listeners=(), services=frozenset({"api"})
+    )
+    [waiting] = source.expectations(pod)
+    assert waiting.waiting is not None and "not been synced" in waiting.waiting.message
+    # Direct access asked but refused by the model (cluster older than 1.12): no gate held.
+    controller.synced["ns/shop"] = SyncedIngress(
+        lb_id="lb-1", direct=False, listeners=(), services=frozenset({"api"}), asked_direct=True
+    )
+    assert source.expectations(pod) == []
+
+
+def test_gate_source_ignores_ingresses_not_ours_or_not_direct() -> None:
+    source, _ = _gate_source(
+        [_named("other", class_name="nginx"), _named("plain", direct=False)], {}
+    )
+    assert source.expectations(_pod("api-1", "127.17.0.5", {"app": "api"})) == []
+
+
+class _Cloud:
+    async def quotas(self) -> CloudQuotas:
+        return CloudQuotas()
+
+
+class _Version:
+    known = None
+
+    async def get(self) -> None:
+        return None
+
+
+def _node(name: str) -> Any:
+    return Node.from_dict(
+        {
+            "metadata": {"name": name},
+            "status": {
+                "addresses": [{"type": "InternalIP", "address": "10.0.0.1"}],
+                "conditions": [{"type": "Ready", "status": "True"}],
+            },
+        }
+    )
+
+
+async def test_inputs_cost_what_the_ingress_refers_to() -> None:
+    """The model's inputs: the referenced Services looked up by key (not every Service of the
+    namespace), and the cluster's nodes only for node backends."""
+    controller = IngressController.__new__(IngressController)
+    services = [
+        Service.from_dict({"metadata": {"name": name, "namespace": "ns"}, "spec": {}})
+        for name in ("api", "web", "unrelated")
+    ]
+    controller.services = _store(services, **{mapping.BY_NAMESPACE: mapping.index_by_namespace})
+    controller.slices = _store([], service=lambda s: [])
+    controller.pods = _store([])
+    controller.nodes = _store([_node("n1"), _node("n2")])
+    controller.cidrs = ()
+    controller.cloud = _Cloud()  # type: ignore[assignment]
+    controller.version = _Version()  # type: ignore[assignment]
+    plain = {**INGRESS, "spec": {**INGRESS["spec"], "tls": []}}  # type: ignore[dict-item]
+    direct = ingress_view(Ingress.from_dict(plain))
+    inputs = await controller._inputs(direct, [])
+    assert sorted(s.name for s in inputs["services"]) == ["api", "web"]
+    assert inputs["nodes"] == []
+    nodeport = ingress_view(
+        Ingress.from_dict({**plain, "metadata": {"name": "plain", "namespace": "ns"}})
+    )
+    inputs = await controller._inputs(nodeport, [])
+    assert sorted(n.name for n in inputs["nodes"]) == ["n1", "n2"]

@@ -222,10 +222,16 @@ def test_review_allows_unchanged(
     assert admission.patched == 0 and admission.errors == 0
 
 
-def test_store_without_index_is_scanned() -> None:
+def test_store_without_index_gets_one() -> None:
+    """A store with no namespace index (the controller indexes Ingresses by backend Service
+    only) is given one, rather than scanned whole at every review; later objects count."""
     store: Store[Any] = Store()
     store.put(service("web", {"app": "web"}))
-    assert decoded(Admission(services_in(store)).review(review(pod({"app": "web"}))))
+    admission = Admission(services_in(store))
+    assert store.by_index(BY_NAMESPACE, "default")  # indexed now
+    assert decoded(admission.review(review(pod({"app": "web"}))))
+    store.put(service("api", {"app": "api"}, namespace="other"))
+    assert decoded(admission.review(review(pod({"app": "api"}), namespace="other")))
 
 
 def test_internal_error_allows_and_counts() -> None:
