@@ -8,11 +8,13 @@ a deletion) holds that CLB's lock; different CLBs progress in parallel, at most
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from directlb.cloud.api import ClbApi, SdkSender, Sender, sdk_client
@@ -59,6 +61,14 @@ QUOTA_REFRESH = 3600.0
 QUOTA_RETRY = 60.0
 
 
+@dataclass
+class _LbLock:
+    """One CLB's lock and how many tasks hold it or wait for it."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
 class TencentLoadBalancers:
     """Tencent Cloud CLB behind the cloud port. Use as ``async with``, or call ``aclose()``.
 
@@ -80,7 +90,7 @@ class TencentLoadBalancers:
             send = self._sdk
         self.api = ClbApi(send=send, timing=config.timing, observer=observer, rng=rng)
         self.cache = ObservedCache(ttl=config.timing.cache_ttl)
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, _LbLock] = {}  # only the CLBs being changed right now
         self._slots = asyncio.Semaphore(config.concurrency)
         self._known: dict[tuple[str, Tags], tuple[LoadBalancer, float]] = {}
         self._quotas = CloudQuotas()
@@ -101,11 +111,21 @@ class TencentLoadBalancers:
         if self._sdk is not None:
             await self._sdk.close()
 
-    def _lock(self, lb_id: str) -> asyncio.Lock:
-        lock = self._locks.get(lb_id)
-        if lock is None:
-            lock = self._locks[lb_id] = asyncio.Lock()
-        return lock
+    @contextlib.asynccontextmanager
+    async def _lock(self, lb_id: str) -> AsyncIterator[None]:
+        """Hold ``lb_id``'s lock. It lives only while a task holds or awaits it, so the map
+        keeps the CLBs being changed now, not every CLB ever changed (deleted ones included)."""
+        entry = self._locks.get(lb_id)
+        if entry is None:
+            entry = self._locks[lb_id] = _LbLock()
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if entry.users == 0:
+                del self._locks[lb_id]
 
     # ----- load balancers ---------------------------------------------------------------------
 
@@ -116,8 +136,17 @@ class TencentLoadBalancers:
             return known[0]
         lb, settled = await self._ensure_load_balancer(spec)
         if settled:
-            self._known[key] = (lb, time.monotonic())
+            self._remember(key, lb)
         return lb
+
+    def _remember(self, key: tuple[str, Tags], lb: LoadBalancer) -> None:
+        """Trust ``lb`` for ``key`` for KNOWN_LB_TTL, and forget what is past it: the entries of
+        a Service deleted (or recreated: another UID tag) or of an adopted CLB released, which
+        nothing would ever ask for again. So the map holds the CLBs ensured in the last TTL."""
+        now = time.monotonic()
+        for old in [k for k, (_, at) in self._known.items() if now - at >= KNOWN_LB_TTL]:
+            del self._known[old]
+        self._known[key] = (lb, now)
 
     def _forget(self, lb_id: str) -> None:
         """Stop trusting what we know of ``lb_id`` (deleted, or a sync of it failed)."""

@@ -59,32 +59,37 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.core_v1 import Pod, Service
 from lightkube.types import PatchType
 
-from directlb.cloud.port import CloudLoadBalancers, TargetHealth
+from directlb.cloud.port import CloudLoadBalancers, CloudQuotas, TargetHealth
 from directlb.controllers.metrics import Metrics
 from directlb.controllers.service import (
     BY_SERVICE,
     LB_ID_ANNOTATION,
+    desired_from_caches,
     endpoint_views,
+    known_cluster_version,
     pod_view,
     service_view,
+    slice_service,
 )
 from directlb.kube.events import WARNING, EventRecorder
 from directlb.kube.informer import DELETED, Event, Store, key_of
-from directlb.kube.mapping import BY_NAMESPACE, selects
+from directlb.kube.mapping import BY_NAMESPACE, is_resync, selects, services_for_pod
 from directlb.kube.transport import TRANSIENT
+from directlb.kube.version import VersionCache
 from directlb.model.service import (
     BackendMode,
     IPNetwork,
+    KubeVersion,
     ServiceDesired,
-    desired_for_service,
     directly_routable,
+    effective_mode,
     is_ours,
 )
 from directlb.plan.state import ListenerKey, RuleKey, TargetKind
@@ -96,6 +101,9 @@ log = logging.getLogger("directlb.controllers.gate")
 RECHECK_PERIOD = 2.0
 #: Health older than this many periods (the cloud failing meanwhile) is not trusted.
 STALE_PERIODS = 3
+#: A report this fraction of the period old is due (a little early: the period is a target,
+#: and a read that comes back just short of it must not wait a whole period more).
+DUE_FRACTION = 0.95
 POLL_KEY = "target-health"
 
 # Condition reasons. True:
@@ -190,6 +198,15 @@ class BindingSource(Protocol):
         """An :class:`Expectation` per direct backend of this kind that selects ``pod`` (a
         lightkube Pod from the cache); empty when none does. Reads caches only, no I/O."""
         ...
+
+
+@runtime_checkable
+class RefreshingSource(Protocol):
+    """A :class:`BindingSource` whose expectations depend on values read with I/O (the
+    cloud's quotas, the cluster version): the gate controller awaits ``refresh`` before it
+    asks for expectations, and the source caches what it reads."""
+
+    async def refresh(self) -> None: ...
 
 
 # --- the decision (pure) -------------------------------------------------------------------------
@@ -384,7 +401,17 @@ class ServiceBindings:
     expectation says why: not reachable from the CLB, containers not ready, not yet in the
     Service's endpoints, or the Service's own problems (see its Events).
 
-    The model runs once per Service per change of its namespace (``touch``), not once per pod.
+    The model's inputs are built exactly as the Service controller builds them, by the same
+    function (:func:`~directlb.controllers.service.desired_from_caches`): the Service's
+    EndpointSlices, only the pods they name, the cloud's quotas (``cloud``, read by
+    :meth:`refresh`) and the cluster version (``version``, the Service controller's
+    :class:`~directlb.kube.version.VersionCache`: below 1.12 a direct Service is bound through
+    its nodes, so it expects nothing of its pods).
+
+    The model runs once per Service and change, not once per pod: its answer is kept per
+    Service until that Service, one of its EndpointSlices or a pod it selects changes (the same
+    mapping that re-syncs it in the Service controller), or the quotas or version change. A
+    resync changes nothing and keeps it.
     """
 
     def __init__(
@@ -394,39 +421,71 @@ class ServiceBindings:
         slices: Store[Any],
         pods: Store[Any],
         direct_routable_cidrs: Sequence[IPNetwork] = (),
+        cloud: CloudLoadBalancers | None = None,
+        version: VersionCache | None = None,
     ) -> None:
         self.services = services
         self.slices = slices
         self.pods = pods
         self.cidrs = tuple(direct_routable_cidrs)
-        self._versions: dict[str, int] = {}
-        self._memo: dict[str, tuple[int, str, ServiceDesired]] = {}
+        self.cloud = cloud
+        self.version = version
+        #: The cloud's quotas as :meth:`refresh` last read them (Tencent's defaults before).
+        self.quotas = CloudQuotas()
+        #: How many times the model ran (the memo missed).
+        self.runs = 0
+        self._memo: dict[str, tuple[str, CloudQuotas, KubeVersion | None, ServiceDesired]] = {}
 
-    def touch(self, namespace: str) -> None:
-        """Something in ``namespace`` changed (a Service, an EndpointSlice, a Pod)."""
-        self._versions[namespace] = self._versions.get(namespace, 0) + 1
+    async def refresh(self) -> None:
+        """Read the quotas and the cluster version, as the Service controller does before each
+        sync. Both are cached where they come from (an API call at most hourly), so the gate
+        controller calls this before each reconcile."""
+        if self.cloud is not None:
+            self.quotas = await self.cloud.quotas()
+        if self.version is not None:
+            await self.version.get()
+
+    @property
+    def cluster_version(self) -> KubeVersion | None:
+        return known_cluster_version(self.version) if self.version is not None else None
+
+    def invalidate(self, key: str) -> None:
+        """Forget the model's answer for the Service ``key`` (``namespace/name``)."""
+        self._memo.pop(key, None)
 
     def observe(self, event: Event[Any]) -> None:
-        """An informer event of a Service, an EndpointSlice or a Pod."""
-        self.touch(event.obj.metadata.namespace or "")
-        if event.type == DELETED and isinstance(event.obj, Service):
-            self._memo.pop(key_of(event.obj), None)
+        """An informer event of a Service, an EndpointSlice or a Pod: forget the answers of the
+        Services it concerns, and only theirs."""
+        if is_resync(event):
+            return  # nothing changed
+        obj = event.obj
+        if isinstance(obj, Service):
+            keys: Iterable[str] = [key_of(obj)]
+        elif isinstance(obj, Pod):
+            keys = services_for_pod(event, self.services)
+        else:  # an EndpointSlice
+            keys = [k for o in (obj, event.old) if o is not None for k in slice_service(o)]
+        for key in keys:
+            self.invalidate(key)
 
     def desired(self, service: Any) -> ServiceDesired:
         key = key_of(service)
-        namespace = service.metadata.namespace or ""
-        version = self._versions.get(namespace, 0)
         rv = service.metadata.resourceVersion or ""
+        quotas, version = self.quotas, self.cluster_version
         memo = self._memo.get(key)
-        if memo is not None and memo[0] == version and memo[1] == rv:
-            return memo[2]
-        view = service_view(service)
-        endpoints = [e for s in self.slices.by_index(BY_SERVICE, key) for e in endpoint_views(s)]
-        pods = [pod_view(p) for p in self.pods.by_index(BY_NAMESPACE, namespace)]
-        desired = desired_for_service(
-            view, endpoints=endpoints, pods=pods, direct_routable_cidrs=self.cidrs
+        if memo is not None and memo[:3] == (rv, quotas, version):
+            return memo[3]
+        self.runs += 1
+        desired = desired_from_caches(
+            service_view(service),
+            slices=self.slices,
+            pods=self.pods,
+            nodes=None,  # the gate acts on direct Services only, whose model reads no node
+            direct_routable_cidrs=self.cidrs,
+            quotas=quotas,
+            cluster_version=version,
         )
-        self._memo[key] = (version, rv, desired)
+        self._memo[key] = (rv, quotas, version, desired)
         return desired
 
     def expectations(self, pod: Any) -> list[Expectation]:
@@ -564,11 +623,7 @@ class HealthPoller:
         if not wanted:
             return None
         now = self.clock()
-        due = sorted(
-            lb
-            for lb in wanted
-            if lb not in self._snapshots or now - self._snapshots[lb].at >= self.period * 0.95
-        )
+        due = self._due(wanted, now)
         if due:
             self.polls += 1
             try:
@@ -577,7 +632,9 @@ class HealthPoller:
                 self.failures += 1
                 log.warning("event=gate_health_failed lbs=%d error=%s", len(due), error)
                 return self.period
-            at = self.clock()
+            # A report is as old as the call's start: timing the next read from the answer
+            # would stretch the period by every call's duration.
+            at = now
             changed: set[str] = set()
             for lb in due:
                 targets = tuple(sorted(report.get(lb, ()), key=_health_key))
@@ -590,6 +647,17 @@ class HealthPoller:
         now = self.clock()
         next_due = min(self._snapshots[lb].at + self.period for lb in wanted)
         return max(next_due - now, 0.05)
+
+    def _due(self, wanted: set[str], now: float) -> list[str]:
+        """The CLBs to read now: those never read or a period old and, when any is, also
+        those at least half a period old. Without the second part, CLBs first wanted at
+        different moments stay out of step for good and are read one per call; with it, they
+        fall into one batched call (30 CLBs per DescribeTargetHealth) within a period, and no
+        CLB is read more often than every half period."""
+        ages = {lb: now - self._snapshots[lb].at for lb in wanted if lb in self._snapshots}
+        if all(lb in ages and ages[lb] < self.period * DUE_FRACTION for lb in wanted):
+            return []
+        return sorted(lb for lb in wanted if ages.get(lb, self.period) >= self.period * 0.5)
 
 
 def _health_key(h: TargetHealth) -> tuple[str, str, str, int, str]:
@@ -613,6 +681,12 @@ class _Written:
 
 #: Seconds a write may take to come back through the watch before it is sent again.
 CACHE_LAG = 10.0
+
+# What became of a decision (the ``directlb_readiness_gate_patches`` result label).
+PATCHED = "patched"  # sent and accepted
+UNCHANGED = "unchanged"  # the pod has it, or our accepted write of it is on its way to the cache
+STALE = "stale"  # the pod is gone or was recreated: the informer brings the new one
+ERROR = "error"  # not written, the API failing: sent again after the fixed period
 
 
 class GateController:
@@ -690,6 +764,9 @@ class GateController:
         if pod is None or not self.pending(pod):
             self._forget(key)
             return None
+        for source in self.sources:
+            if isinstance(source, RefreshingSource):
+                await source.refresh()
         expectations = [e for source in self.sources for e in source.expectations(pod)]
         lb_ids = frozenset().union(*(e.lb_ids for e in expectations))
         self.poller.want(key, lb_ids)
@@ -702,9 +779,14 @@ class GateController:
         if not decision.ready and not self.poller.has(lb_ids):
             # The health of a CLB is being read right now; the poll wakes us with it.
             return self._recheck(waited)
-        written = await self._write(key, pod, decision, now=now)
+        outcome = await self._write(key, pod, decision, now=now)
+        if outcome == ERROR:
+            # Not written and the pod does not show it: nothing else would come back to it
+            # before the informer's resync (minutes), so try again after the fixed period,
+            # never the work queue's exponential backoff. The pod stays polled meanwhile.
+            return self.period
         if decision.ready:
-            if written:
+            if outcome == PATCHED:
                 self._flipped(pod, decision, waited)
             # Nothing to poll for any more; what we wrote is kept until the cache shows it, so
             # that a re-check meanwhile neither writes nor counts the flip again.
@@ -718,9 +800,9 @@ class GateController:
             return self.period
         return max(min(self.period, self.timeout - waited), 0.05)
 
-    async def _write(self, key: str, pod: Any, decision: Decision, *, now: datetime) -> bool:
+    async def _write(self, key: str, pod: Any, decision: Decision, *, now: datetime) -> str:
         """Write ``decision`` unless the pod has it (or will: our last write of it is still on
-        its way to the cache); True if written."""
+        its way to the cache); the outcome: PATCHED, UNCHANGED, STALE or ERROR."""
         meta = pod.metadata
         uid = meta.uid or ""
         current = current_condition(pod)
@@ -735,8 +817,8 @@ class GateController:
             and self.monotonic() - written.at < CACHE_LAG
         )
         if unchanged(current, decision) or lagging:
-            self.metrics.gate_patches.labels("unchanged").inc()
-            return False
+            self.metrics.gate_patches.labels(UNCHANGED).inc()
+            return UNCHANGED
         body = condition_patch(uid, decision, current, now=now)
         try:
             await self.client.patch(
@@ -751,15 +833,19 @@ class GateController:
             if code in (404, 409, 422):
                 # Gone, or deleted and recreated under the same name (another UID): the
                 # informer brings the new pod, which is decided afresh.
-                self.metrics.gate_patches.labels("stale").inc()
+                self.metrics.gate_patches.labels(STALE).inc()
                 log.info("event=gate_patch_refused pod=%s uid=%s code=%s", key, uid, code)
-                return False
-            raise
+                return STALE
+            if code != 429 and (code or 0) < 500:
+                raise  # our request is wrong (a bug, or RBAC): not a blip to wait out
+            self.metrics.gate_patches.labels(ERROR).inc()
+            log.warning("event=gate_patch_failed pod=%s code=%s error=%s", key, code, error)
+            return ERROR
         except TRANSIENT as error:
-            self.metrics.gate_patches.labels("error").inc()
+            self.metrics.gate_patches.labels(ERROR).inc()
             log.warning("event=gate_patch_failed pod=%s error=%s", key, error)
-            return False
-        self.metrics.gate_patches.labels("patched").inc()
+            return ERROR
+        self.metrics.gate_patches.labels(PATCHED).inc()
         self._written[key] = _Written(uid, decision, self.monotonic())
         # What the pod had: our last write if the cache has not shown it yet.
         before = (
@@ -780,7 +866,7 @@ class GateController:
                 self.recorder.event(
                     pod, type=WARNING, reason=decision.reason, message=decision.message
                 )
-        return True
+        return PATCHED
 
     def _flipped(self, pod: Any, decision: Decision, waited: float | None) -> None:
         if decision.reason == TIMEOUT:
@@ -790,15 +876,22 @@ class GateController:
             self.metrics.gate_flip_seconds.observe(max(waited, 0.0))
 
 
-# --- pods created before their Service ----------------------------------------------------------
+# --- pods without the gate ----------------------------------------------------------------------
 
 
 class UnprotectedPods:
-    """One Warning Event per direct-access Service whose pods predate it and have no gate.
+    """A Warning Event on a direct-access Service that selects pods without the gate.
 
-    Keyed by Service. The webhook adds the gate only when a pod is created, so pods that were
-    running before the Service appeared keep being Ready on their containers alone: a rolling
-    update of them can outrun the CLB. Reported once per Service (UID) and controller run.
+    Keyed by Service. The webhook adds the gate only when a pod is created, so a pod created
+    before the Service (or before it turned direct), or while the webhook was down (its
+    failure policy is Ignore), stays Ready on its containers alone: a rolling update of such
+    pods can outrun the CLB. Every selected pod without the gate counts, whatever its age
+    (finished and terminating pods aside). One Event names a few of them and the count.
+
+    Not spamming: a Service is reported again only when a pod not reported yet joins its set
+    (per Service UID, in memory). A set that only shrinks (the pods being recreated, say) says
+    nothing new; an empty set forgets, so pods without the gate later are reported again.
+    Re-checked on every change of the Service and of the pods without the gate it selects.
     """
 
     def __init__(
@@ -815,45 +908,58 @@ class UnprotectedPods:
         self.bindings = bindings
         self.recorder = recorder
         self.shown = shown
-        self.warned: set[str] = set()
+        #: Service UID -> the pods without the gate it was last reported (or found) with.
+        self.warned: dict[str, frozenset[str]] = {}
 
     async def reconcile(self, key: str) -> float | None:
         service = self.services.get(key)
         if service is None or service.metadata.deletionTimestamp is not None:
             return None
         uid = service.metadata.uid or ""
-        if uid in self.warned or not is_ours(service_view(service)):
+        view = service_view(service)
+        # The mode the model binds in (cheap: no model run on every pod change). Below 1.12
+        # direct access is refused: the Service binds nodes and no gate is expected.
+        mode = effective_mode(view, self.bindings.cluster_version)
+        if not is_ours(view) or mode is not BackendMode.DIRECT:
+            self.warned.pop(uid, None)
             return None
-        if self.bindings.desired(service).mode is not BackendMode.DIRECT:
-            return None
-        created = service.metadata.creationTimestamp
         namespace = service.metadata.namespace or ""
-        names = sorted(
-            p.metadata.name
+        names = frozenset(
+            p.metadata.name or ""
             for p in self.pods.by_index(BY_NAMESPACE, namespace)
             if selects(service, dict(p.metadata.labels or {}))
             and not has_gate(p)
             and not _finished(p)
-            and _before(p.metadata.creationTimestamp, created)
+            and p.metadata.deletionTimestamp is None
         )
-        if not names:
-            return None
-        self.warned.add(uid)
-        listed = ", ".join(names[: self.shown]) + (
-            f" and {len(names) - self.shown} more" if len(names) > self.shown else ""
+        known = self.warned.get(uid, frozenset())
+        if names:
+            self.warned[uid] = names
+        else:
+            self.warned.pop(uid, None)
+        if names <= known:
+            return None  # nothing new (or nothing at all)
+        ordered = sorted(names)
+        listed = ", ".join(ordered[: self.shown]) + (
+            f" and {len(ordered) - self.shown} more" if len(ordered) > self.shown else ""
         )
         self.recorder.event(
             service,
             type=WARNING,
             reason=UNPROTECTED_EVENT,
             message=(
-                f"{len(names)} pod(s) were created before this Service and have no readiness "
-                f"gate ({listed}): rolling updates of those pods are not protected until they "
-                f"are recreated (for example kubectl rollout restart)"
+                f"{len(ordered)} pod(s) selected by this direct-access Service have no "
+                f"readiness gate ({listed}): they were created before the Service turned "
+                f"direct, or while the admission webhook was unavailable. Rolling updates of "
+                f"those pods are not protected until they are recreated (for example kubectl "
+                f"rollout restart)"
             ),
         )
         return None
 
-
-def _before(a: Any, b: Any) -> bool:
-    return isinstance(a, datetime) and isinstance(b, datetime) and a < b
+    def services_for_pod(self, event: Event[Any]) -> set[str]:
+        """The Services to re-check after a change of a pod: those selecting it (now or
+        before), if it has no gate; a pod with the gate changes no set."""
+        if has_gate(event.obj) and (event.old is None or has_gate(event.old)):
+            return set()
+        return services_for_pod(event, self.services)

@@ -8,8 +8,13 @@ ingress model). Everything around it is here, written once:
   or INTERNAL, or the id of an existing CLB to adopt), found by tags, created, or adopted;
 * **the finalizer**, added before the first cloud write and removed once the cloud is clean;
 * **the sync** through the cloud port, with the listener scope on an adopted CLB: the keys we
-  own there are recorded in the annotation ``directlb.io/listeners`` *before* we create them,
-  so a crash in between never leaves a listener of ours that no later run would delete;
+  own there are recorded, with that CLB's id, in the annotation ``directlb.io/listeners``
+  (``lb-1=TCP:80,TCP:443``) *before* we create them, so a crash in between never leaves a
+  listener of ours that no later run would delete. When the adopted id changes (or goes), the
+  listeners recorded on the old CLB are deleted there once the new one is synced; on any CLB
+  only the listeners recorded for that very CLB may be deleted (a foreign listener on a port we
+  own elsewhere stays). The format before CLB ids (``TCP:80,TCP:443``) is still read: its keys
+  belong to the CLB of the CLB id annotation (the CLB last synced);
 * **the report**: the CLB id annotation, ``status.loadBalancer.ingress[].ip``, and the Events
   EnsuringLoadBalancer, EnsuredLoadBalancer, SyncLoadBalancerFailed, DeletedLoadBalancer, plus
   one per model problem (the problem's reason, Warning or Normal by its severity);
@@ -59,6 +64,8 @@ MAX_NAME = 60
 #: Seconds before a failed sync is tried again (the work queue adds its own backoff on errors).
 RETRY_AFTER = 5.0
 LB_NOT_FOUND = "InvalidParameter.LBIdNotFound"
+#: Finalizer patches tried (each after a 409 Conflict reads the object again).
+FINALIZER_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,31 @@ class OwnerKind:
 def annotations_of(obj: Any) -> dict[str, str]:
     meta = obj.metadata
     return dict(meta.annotations or {}) if meta is not None else {}
+
+
+ListenerRecord = dict[str, frozenset[ListenerKey]]
+
+
+def parse_listener_record(raw: str | None, *, legacy_lb_id: str) -> ListenerRecord:
+    """``lb-1=TCP:80,TCP:443;lb-2=UDP:53`` -> the keys we own per adopted CLB id.
+
+    A part without ``=`` is the earlier format, keys only (``TCP:80,HTTPS:443``): they belong
+    to ``legacy_lb_id`` (the CLB the object was last synced to), dropped if that is empty.
+    Anything malformed is skipped; a CLB with no key is left out."""
+    record: dict[str, set[ListenerKey]] = {}
+    for part in (raw or "").split(";"):
+        lb_id, sep, keys = part.strip().rpartition("=")
+        lb_id = lb_id.strip() if sep else legacy_lb_id
+        parsed = parse_listener_keys(keys)
+        if lb_id and parsed:
+            record.setdefault(lb_id, set()).update(parsed)
+    return {lb_id: frozenset(keys) for lb_id, keys in record.items()}
+
+
+def format_listener_record(record: ListenerRecord) -> str:
+    return ";".join(
+        f"{lb_id}={format_listener_keys(keys)}" for lb_id, keys in sorted(record.items()) if keys
+    )
 
 
 def parse_listener_keys(raw: str | None) -> frozenset[ListenerKey]:
@@ -152,9 +184,63 @@ class LoadBalancerOwner:
 
     async def add_finalizer(self, obj: Any) -> None:
         """Before the first cloud write: deleting the object then waits for our clean-up."""
-        finalizers = list(obj.metadata.finalizers or [])
-        if self.kind.finalizer not in finalizers:
-            await self.patch_meta(obj, {"finalizers": [*finalizers, self.kind.finalizer]})
+        if self.kind.finalizer not in (obj.metadata.finalizers or []):
+            await self.patch_finalizers(
+                obj,
+                lambda finalizers: (
+                    finalizers
+                    if self.kind.finalizer in finalizers
+                    else [*finalizers, self.kind.finalizer]
+                ),
+            )
+
+    async def patch_finalizers(
+        self,
+        obj: Any,
+        change: Callable[[list[str]], list[str]],
+        *,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        """Merge-patch ``metadata.finalizers`` to ``change(finalizers)`` (and ``meta`` with it).
+
+        A merge patch replaces the whole list, so it carries the object's resourceVersion as a
+        precondition: if anyone wrote the object since (another controller adding its own
+        finalizer, say), the API server answers 409 Conflict instead of dropping their change,
+        and the list is computed again from the object read afresh. An object deleted meanwhile
+        is not an error."""
+        current = obj
+        for attempt in range(FINALIZER_ATTEMPTS):
+            finalizers = list(current.metadata.finalizers or [])
+            wanted = change(finalizers)
+            if wanted == finalizers and not meta:
+                return  # someone else's write already has it so
+            body = {
+                **(meta or {}),
+                "resourceVersion": current.metadata.resourceVersion,
+                "finalizers": wanted,
+            }
+            try:
+                await self.client.patch(
+                    self.kind.resource,
+                    obj.metadata.name,
+                    {"metadata": body},
+                    namespace=obj.metadata.namespace,
+                    patch_type=PatchType.MERGE,
+                )
+                return
+            except ApiError as error:
+                if error.status.code == 404:
+                    return
+                if error.status.code != 409 or attempt == FINALIZER_ATTEMPTS - 1:
+                    raise
+            try:
+                current = await self.client.get(
+                    self.kind.resource, obj.metadata.name, namespace=obj.metadata.namespace
+                )
+            except ApiError as error:
+                if error.status.code == 404:
+                    return
+                raise
 
     def has_finalizer(self, obj: Any) -> bool:
         return self.kind.finalizer in (obj.metadata.finalizers or [])
@@ -222,7 +308,10 @@ class LoadBalancerOwner:
         """
         annotations = annotations_of(obj)
         key = f"{obj.metadata.namespace}/{obj.metadata.name}"
-        owned = parse_listener_keys(annotations.get(LISTENERS_ANNOTATION))
+        raw_record = annotations.get(LISTENERS_ANNOTATION) or ""
+        record = self.listener_record(obj, adopted_id=intent.existing_id)
+        # Only what is recorded for this very CLB (a CLB we create records nothing).
+        owned = record.get(intent.existing_id, frozenset()) if intent.adopted else frozenset()
         # The first sync announces itself up front, since creating a CLB takes a while.
         first_sync = annotations.get(self.kind.lb_id_annotation) is None
         if first_sync:
@@ -233,10 +322,9 @@ class LoadBalancerOwner:
             wanted = frozenset(listener.key for listener in desired)
             if intent.adopted and not wanted <= owned:
                 # Record what we are about to create before creating it.
-                await self.patch_meta(
-                    obj,
-                    {"annotations": {LISTENERS_ANNOTATION: format_listener_keys(owned | wanted)}},
-                )
+                record[intent.existing_id] = owned | wanted
+                raw_record = format_listener_record(record)
+                await self.patch_meta(obj, {"annotations": {LISTENERS_ANNOTATION: raw_record}})
             scope = (owned | wanted) if intent.adopted else None
             [result] = await self.cloud.sync([DesiredLoadBalancer(lb.lb_id, desired, scope)])
             if result.error is not None:
@@ -254,34 +342,71 @@ class LoadBalancerOwner:
                 )
             log.warning("event=sync_failed %s=%s code=%s", self.kind.kind, key, error.code)
             return RETRY_AFTER
+        if intent.adopted:
+            record[intent.existing_id] = wanted
+        # Listeners of ours on a CLB we no longer adopt (its id changed, or went): the new CLB
+        # serves now, so they go, and so does their record.
+        cleaned, requeue = False, None
+        for old_id, keys in sorted(record.items()):
+            if intent.adopted and old_id == intent.existing_id:
+                continue
+            try:
+                cleaned = await self.drop_listeners(old_id, keys) or cleaned
+            except CloudError as error:
+                self._event(
+                    obj,
+                    WARNING,
+                    "SyncLoadBalancerFailed",
+                    f"Error deleting listeners {format_listener_keys(keys)} of ours from "
+                    f"load balancer {old_id}: {error.code}: {error.message}",
+                )
+                log.warning("event=cleanup_failed %s=%s code=%s", self.kind.kind, key, error.code)
+                requeue = RETRY_AFTER
+                continue
+            log.info("event=old_listeners_deleted %s=%s lb=%s", self.kind.kind, key, old_id)
+            del record[old_id]
         meta: dict[str, Any] = {}
         if annotations.get(self.kind.lb_id_annotation) != lb.lb_id:
             meta[self.kind.lb_id_annotation] = lb.lb_id
-        if intent.adopted and owned != wanted:
-            meta[LISTENERS_ANNOTATION] = format_listener_keys(wanted)
+        if format_listener_record(record) != raw_record:
+            meta[LISTENERS_ANNOTATION] = format_listener_record(record) or None
         if meta:
             await self.patch_meta(obj, {"annotations": meta})
         status_changed = await self.patch_status(obj, lb.vips)
-        if result.operations or meta or status_changed:
+        if result.operations or cleaned or meta or status_changed:
             if not first_sync:
                 self._event(obj, NORMAL, "EnsuringLoadBalancer", "Ensuring load balancer")
             self._event(obj, NORMAL, "EnsuredLoadBalancer", "Ensured load balancer")
-        return None
+        return requeue
+
+    def listener_record(self, obj: Any, *, adopted_id: str) -> ListenerRecord:
+        """The listener keys we own per adopted CLB, from ``directlb.io/listeners``. Keys in the
+        format without CLB ids are taken as on the CLB the object was last synced to (its CLB
+        id annotation), else on ``adopted_id``."""
+        annotations = annotations_of(obj)
+        return parse_listener_record(
+            annotations.get(LISTENERS_ANNOTATION),
+            legacy_lb_id=annotations.get(self.kind.lb_id_annotation) or adopted_id,
+        )
+
+    async def drop_listeners(self, lb_id: str, keys: frozenset[ListenerKey]) -> bool:
+        """Delete our listeners ``keys`` from the adopted CLB ``lb_id``, and nothing else there
+        (a CLB already gone is fine). True if anything was deleted."""
+        [result] = await self.cloud.sync([DesiredLoadBalancer(lb_id, (), keys)])
+        if result.error is not None:
+            if result.error.code == LB_NOT_FOUND:
+                return False
+            raise result.error
+        return bool(result.operations)
 
     async def release(self, obj: Any, *, existing_lb_id: str) -> None:
         """Undo what we made, then drop the finalizer. A CLB we created is deleted; on an
-        adopted CLB (``existing_lb_id``) only the listeners we recorded go."""
-        annotations = annotations_of(obj)
+        adopted CLB (``existing_lb_id``) only the listeners we recorded go, and so do those
+        recorded on a CLB adopted earlier."""
         try:
-            if existing_lb_id:
-                owned = parse_listener_keys(annotations.get(LISTENERS_ANNOTATION))
-                if owned:
-                    [result] = await self.cloud.sync(
-                        [DesiredLoadBalancer(existing_lb_id, (), owned)]
-                    )
-                    if result.error is not None and result.error.code != LB_NOT_FOUND:
-                        raise result.error
-            else:
+            for lb_id, keys in sorted(self.listener_record(obj, adopted_id=existing_lb_id).items()):
+                await self.drop_listeners(lb_id, keys)
+            if not existing_lb_id:
                 for lb in await self.cloud.find_load_balancers(self.tags(obj)):
                     await self.cloud.delete_load_balancer(lb.lb_id)
         except CloudError as error:
@@ -293,10 +418,11 @@ class LoadBalancerOwner:
             )
             raise
         self._event(obj, NORMAL, "DeletedLoadBalancer", "Deleted load balancer")
-        finalizers = [f for f in obj.metadata.finalizers or [] if f != self.kind.finalizer]
-        patch: dict[str, Any] = {"finalizers": finalizers}
+        meta: dict[str, Any] = {}
         if obj.metadata.deletionTimestamp is None:
             # Still there but no longer ours: forget the CLB on the object too.
-            patch["annotations"] = {self.kind.lb_id_annotation: None, LISTENERS_ANNOTATION: None}
+            meta["annotations"] = {self.kind.lb_id_annotation: None, LISTENERS_ANNOTATION: None}
             await self.patch_status(obj, ())
-        await self.patch_meta(obj, patch)
+        await self.patch_finalizers(
+            obj, lambda finalizers: [f for f in finalizers if f != self.kind.finalizer], meta=meta
+        )

@@ -46,6 +46,7 @@ from directlb.kube.events import EventRecorder
 from directlb.kube.informer import Event, key_of
 from directlb.kube.leader import LeaseConfig
 from directlb.kube.permissions import LEASE_NAME
+from directlb.kube.version import VersionCache
 
 log = logging.getLogger("directlb.controllers.runtime")
 
@@ -112,8 +113,9 @@ def build_manager(
     for resource in INFORMED:
         manager.informer(resource)
     if cloud is not None and recorder is not None:
-        register_service_controller(manager, config, cloud, recorder)
-        gates = register_gate_controller(manager, config, cloud, recorder)
+        services = register_service_controller(manager, config, cloud, recorder)
+        # The gate models Services with the Service controller's cluster version.
+        gates = register_gate_controller(manager, config, cloud, recorder, version=services.version)
         register_ingress_controller(manager, config, cloud, recorder, gates=gates)
     return manager
 
@@ -149,20 +151,24 @@ def register_service_controller(
     def on_node(event: Event[Any]) -> None:
         if mapping.is_resync(event):
             return  # the same keys for every node; the Services resync themselves
-        mapping.enqueue(
-            queue.add, mapping.services_for_node(services.store, service_controller.uses_nodes)
-        )
+        mapping.enqueue(queue.add, mapping.services_for_node(services.store, controller.uses_nodes))
 
     nodes.add_handler(on_node)
     return controller
 
 
 def register_gate_controller(
-    manager: Manager, config: ControllerConfig, cloud: CloudLoadBalancers, recorder: EventRecorder
+    manager: Manager,
+    config: ControllerConfig,
+    cloud: CloudLoadBalancers,
+    recorder: EventRecorder,
+    *,
+    version: VersionCache | None = None,
 ) -> GateController:
     """The readiness-gate controller (pods), its health poller (one key) and the Service
     check for pods without a gate. Any Service, EndpointSlice or Pod change re-checks the
-    pending pods of its namespace; an Ingress source adds itself with ``add_source``."""
+    pending pods of its namespace; an Ingress source adds itself with ``add_source``.
+    ``version``: the Service controller's cluster-version cache (else one of its own)."""
     services = manager.informer(Service)
     slices = manager.informer(EndpointSlice)
     pods = manager.informer(Pod)
@@ -174,6 +180,8 @@ def register_gate_controller(
         slices=slices.store,
         pods=pods.store,
         direct_routable_cidrs=config.direct_routable_cidrs,
+        cloud=cloud,
+        version=version if version is not None else VersionCache.for_client(manager.client),
     )
     poller = gate.HealthPoller(cloud)
     controller = GateController(
@@ -206,6 +214,7 @@ def register_gate_controller(
     def on_pod(event: Event[Any]) -> None:
         bindings.observe(event)
         controller.on_pod(event)
+        mapping.enqueue(unprotected_queue.add, unprotected.services_for_pod(event))
 
     services.add_handler(on_service)
     slices.add_handler(changed)
@@ -275,7 +284,8 @@ def register_ingress_controller(
     nodes.add_handler(
         changed(
             lambda event: mapping.enqueue(
-                queue.add, ingress_controller.ingresses_for_nodes(ingresses.store)
+                queue.add,
+                ingress_controller.ingresses_for_nodes(ingresses.store, controller.known_version()),
             )
         )
     )

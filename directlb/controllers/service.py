@@ -30,7 +30,7 @@ from typing import Any
 from lightkube import AsyncClient
 from lightkube.resources.core_v1 import Service
 
-from directlb.cloud.port import CloudLoadBalancers
+from directlb.cloud.port import CloudLoadBalancers, CloudQuotas
 from directlb.controllers.lbowner import (
     LoadBalancerOwner,
     OwnerKind,
@@ -38,18 +38,21 @@ from directlb.controllers.lbowner import (
 from directlb.kube.events import EventRecorder
 from directlb.kube.informer import Store
 from directlb.kube.mapping import SERVICE_NAME_LABEL
-from directlb.kube.version import VersionCache
+from directlb.kube.version import ServerVersion, VersionCache
 from directlb.model.annotations import parse_service_annotations
 from directlb.model.service import (
+    BackendMode,
     EndpointPortView,
     EndpointView,
     KubeVersion,
     NodeView,
     PodView,
     Quotas,
+    ServiceDesired,
     ServicePortView,
     ServiceView,
     desired_for_service,
+    effective_mode,
     is_ours,
     load_balancer_problem,
 )
@@ -175,15 +178,74 @@ def node_view(node: Any) -> NodeView:
     )
 
 
-def uses_nodes(service: Any) -> bool:
-    """A Service whose backends are nodes (NodePort or Local mode): node changes concern it."""
-    notes, _ = parse_service_annotations(_annotations(service))
-    return bool(service.spec and service.spec.type == "LoadBalancer" and not notes.direct)
+def uses_nodes(service: Any, cluster_version: KubeVersion | None = None) -> bool:
+    """A Service whose backends are nodes (NodePort or Local mode): node changes concern it.
+    The model's own answer (:func:`effective_mode`): a direct Service on a cluster too old for
+    direct access is bound through its nodes too."""
+    if not (service.spec and service.spec.type == "LoadBalancer"):
+        return False
+    return effective_mode(service_view(service), cluster_version) is not BackendMode.DIRECT
+
+
+def _parsed(known: ServerVersion | None) -> KubeVersion | None:
+    if known is None:
+        return None
+    return KubeVersion.parse(major=known.major, minor=known.minor, git_version=known.git_version)
 
 
 def slice_service(endpoint_slice: Any) -> list[str]:
     name = (endpoint_slice.metadata.labels or {}).get(SERVICE_NAME_LABEL)
     return [f"{endpoint_slice.metadata.namespace}/{name}"] if name else []
+
+
+def known_cluster_version(version: VersionCache) -> KubeVersion | None:
+    """The cluster version ``version`` last read, without reading (None: never read)."""
+    return _parsed(version.known)
+
+
+def desired_from_caches(
+    view: ServiceView,
+    *,
+    slices: Store[Any],
+    pods: Store[Any],
+    nodes: Store[Any] | None,
+    direct_routable_cidrs: Sequence[IPNetwork],
+    quotas: CloudQuotas,
+    cluster_version: KubeVersion | None,
+) -> ServiceDesired:
+    """The Service model over the informer caches: the one path from cached objects to
+    :func:`desired_for_service`, taken by the Service controller and by the readiness-gate
+    controller alike, so that the gate expects exactly the targets the Service controller binds.
+
+    ``slices`` is indexed ``BY_SERVICE``. Only the pods the endpoints name are converted (the
+    model looks up no other): a namespace may hold thousands. The nodes only when the Service
+    is bound through them (the model reads none in direct mode); None: no node store (the
+    gate, which acts on direct Services only). ``quotas`` are the cloud's
+    (:meth:`~directlb.cloud.port.CloudLoadBalancers.quotas`).
+    """
+    slices_of = slices.by_index(BY_SERVICE, f"{view.namespace}/{view.name}")
+    endpoints = [e for s in slices_of for e in endpoint_views(s)]
+    named = sorted({e.pod_name for e in endpoints if e.pod_name})
+    pod_views = [
+        pod_view(p)
+        for p in (pods.get(f"{view.namespace}/{name}") for name in named)
+        if p is not None
+    ]
+    node_views: list[NodeView] = []
+    if nodes is not None and effective_mode(view, cluster_version) is not BackendMode.DIRECT:
+        node_views = [node_view(n) for n in nodes.items()]
+    return desired_for_service(
+        view,
+        endpoints=endpoints,
+        pods=pod_views,
+        nodes=node_views,
+        direct_routable_cidrs=direct_routable_cidrs,
+        quotas=Quotas(
+            listeners_per_lb=quotas.listeners_per_lb,
+            targets_per_listener=quotas.targets_per_group,
+        ),
+        cluster_version=cluster_version,
+    )
 
 
 # --- the reconciler -----------------------------------------------------------------------------
@@ -221,12 +283,12 @@ class ServiceController:
         )
 
     async def cluster_version(self) -> KubeVersion | None:
-        known = await self.version.get()
-        if known is None:
-            return None
-        return KubeVersion.parse(
-            major=known.major, minor=known.minor, git_version=known.git_version
-        )
+        return _parsed(await self.version.get())
+
+    def uses_nodes(self, service: Any) -> bool:
+        """:func:`uses_nodes` with the cluster version last read (for the node-event filter,
+        which cannot wait on a read)."""
+        return uses_nodes(service, _parsed(self.version.known))
 
     async def reconcile(self, key: str) -> float | None:
         service = self.services.get(key)
@@ -242,28 +304,13 @@ class ServiceController:
         return await self._ensure(service, view)
 
     async def _ensure(self, service: Any, view: ServiceView) -> float | None:
-        slices = self.slices.by_index(BY_SERVICE, f"{view.namespace}/{view.name}")
-        endpoints = [e for s in slices for e in endpoint_views(s)]
-        # Only the pods the endpoints name (the model looks up no other): a namespace may hold
-        # thousands, and converting them all made every reconcile O(pods in the namespace).
-        named = sorted({e.pod_name for e in endpoints if e.pod_name})
-        pods = [
-            pod_view(p)
-            for p in (self.pods.get(f"{view.namespace}/{name}") for name in named)
-            if p is not None
-        ]
-        nodes = [node_view(n) for n in self.nodes.items()]
-        quotas = await self.cloud.quotas()
-        desired = desired_for_service(
+        desired = desired_from_caches(
             view,
-            endpoints=endpoints,
-            pods=pods,
-            nodes=nodes,
+            slices=self.slices,
+            pods=self.pods,
+            nodes=self.nodes,
             direct_routable_cidrs=self.cidrs,
-            quotas=Quotas(
-                listeners_per_lb=quotas.listeners_per_lb,
-                targets_per_listener=quotas.targets_per_group,
-            ),
+            quotas=await self.cloud.quotas(),
             cluster_version=await self.cluster_version(),
         )
         self.owner.report(service, desired.problems)

@@ -6,6 +6,12 @@ correlation window becomes one Event whose ``count`` and ``lastTimestamp`` grow,
 flood of objects. Once an object has had ``aggregate_after`` different messages for one reason
 in the window, further ones are folded into a single "(combined from similar events)" Event.
 A per-object token bucket stops one broken object from spamming the API server.
+
+What this remembers per object is bounded, as client-go's correlator bounds it (LRU caches of
+4096 entries): an entry goes once it can no longer matter (a correlation older than the window,
+a token bucket idle long enough to be full again), and the least recently used go beyond
+``MAX_ENTRIES`` per map. The gate controller records Events on pods, so without that the maps
+would grow with every pod ever created.
 """
 
 from __future__ import annotations
@@ -14,10 +20,11 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from lightkube import AsyncClient
 from lightkube.models.core_v1 import EventSource, ObjectReference
@@ -27,6 +34,8 @@ from lightkube.resources.core_v1 import Event
 from directlb.kube.transport import TRANSIENT
 
 log = logging.getLogger("directlb.kube.events")
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 NORMAL = "Normal"
 WARNING = "Warning"
@@ -35,6 +44,10 @@ AGGREGATE_AFTER = 10  # distinct messages for one (object, reason) before they a
 SPAM_BURST = 25
 SPAM_REFILL_SECONDS = 300.0
 QUEUE_SIZE = 1000
+#: Entries per map at most (client-go's ``maxLruCacheEntries``); the least recently used go.
+MAX_ENTRIES = 4096
+#: Seconds after which an unused token bucket has refilled to a full burst, so it can go.
+BUCKET_IDLE = SPAM_BURST * SPAM_REFILL_SECONDS
 
 
 @dataclass
@@ -49,6 +62,7 @@ class _Seen:
 class _Similar:
     messages: set[str] = field(default_factory=set)
     first: float = 0.0
+    last: float = 0.0  # last used
 
 
 @dataclass
@@ -97,9 +111,11 @@ class EventRecorder:
         self.instance = instance
         self._clock = clock
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=QUEUE_SIZE)
-        self._seen: dict[tuple[str, ...], _Seen] = {}
-        self._similar: dict[tuple[str, ...], _Similar] = {}
-        self._buckets: dict[str, _Bucket] = {}
+        # In least recently used order (an entry moves to the end when used), so that what
+        # has expired or is over MAX_ENTRIES is at the front.
+        self._seen: OrderedDict[tuple[str, ...], _Seen] = OrderedDict()
+        self._similar: OrderedDict[tuple[str, ...], _Similar] = OrderedDict()
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
         self.dropped = 0
 
     def _now(self) -> float:
@@ -130,6 +146,7 @@ class EventRecorder:
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = _Bucket(tokens=SPAM_BURST, last=now)
+        self._buckets.move_to_end(key)
         bucket.tokens = min(SPAM_BURST, bucket.tokens + (now - bucket.last) / SPAM_REFILL_SECONDS)
         bucket.last = now
         if bucket.tokens < 1:
@@ -145,6 +162,8 @@ class EventRecorder:
         similar = self._similar.get(similar_key)
         if similar is None or now - similar.first > CORRELATION_WINDOW:
             similar = self._similar[similar_key] = _Similar(first=now)
+        similar.last = now
+        self._similar.move_to_end(similar_key)
         similar.messages.add(pending.message)
         message = pending.message
         if len(similar.messages) > AGGREGATE_AFTER:
@@ -152,8 +171,15 @@ class EventRecorder:
             return message, (*similar_key, "combined")
         return message, (*similar_key, pending.message)
 
+    def _prune(self, now: float) -> None:
+        """Forget what can no longer matter, and the least recently used beyond MAX_ENTRIES."""
+        _prune(self._seen, lambda seen: now - seen.last > CORRELATION_WINDOW)
+        _prune(self._similar, lambda similar: now - similar.last > CORRELATION_WINDOW)
+        _prune(self._buckets, lambda bucket: now - bucket.last >= BUCKET_IDLE)
+
     async def _write(self, pending: _Pending) -> None:
         now = self._now()
+        self._prune(now)
         if not self._allowed(pending.ref, now):
             self.dropped += 1
             return
@@ -164,6 +190,9 @@ class EventRecorder:
                 await self._bump(seen, message)
                 seen.count += 1
                 seen.last = now
+                # Set again: a write running meanwhile (flush) may have pruned it.
+                self._seen[key] = seen
+                self._seen.move_to_end(key)
                 return
             created = await self._create(pending, message)
             meta = created.metadata
@@ -174,6 +203,7 @@ class EventRecorder:
                 count=1,
                 last=now,
             )
+            self._seen.move_to_end(key)  # a key seen before keeps its place when set again
         except TRANSIENT as error:
             # Events are best effort: a lost one must never fail a reconcile.
             log.warning("event=event_write_failed reason=%s error=%s", pending.reason, error)
@@ -211,3 +241,14 @@ class EventRecorder:
     async def close(self) -> None:
         with contextlib.suppress(*TRANSIENT):
             await self.flush()
+
+
+def _prune(items: OrderedDict[_K, _V], expired: Callable[[_V], bool]) -> None:
+    """Drop the oldest entries of ``items`` (least recently used first) while they have
+    ``expired`` or leave no room for one more under MAX_ENTRIES. Amortised O(1): it stops at
+    the first entry it keeps, every later one having been used since."""
+    while items:
+        key, value = next(iter(items.items()))
+        if len(items) < MAX_ENTRIES and not expired(value):
+            return
+        del items[key]

@@ -140,9 +140,10 @@ PERMISSIONS: tuple[Access, ...] = (
     ResourceAccess(
         group="",
         resource="services",
-        verbs=("patch",),
+        verbs=("get", "patch"),
         scope=Scope.CLUSTER,
-        reason="finalizer and service.kubernetes.io/loadbalance-id annotation (issue 7)",
+        reason="finalizer and service.kubernetes.io/loadbalance-id annotation (issue 7); get: "
+        "a finalizer patch refused with 409 (resourceVersion precondition) reads it afresh",
     ),
     ResourceAccess(
         group="",
@@ -155,9 +156,10 @@ PERMISSIONS: tuple[Access, ...] = (
     ResourceAccess(
         group="networking.k8s.io",
         resource="ingresses",
-        verbs=("patch",),
+        verbs=("get", "patch"),
         scope=Scope.CLUSTER,
-        reason="finalizer and load-balancer id annotation (issue 9)",
+        reason="finalizer and load-balancer id annotation (issue 9); get: a finalizer patch "
+        "refused with 409 (resourceVersion precondition) reads it afresh",
     ),
     ResourceAccess(
         group="networking.k8s.io",

@@ -78,6 +78,11 @@ class VersionCache:
 
         return cls(fetch, **options)
 
+    @property
+    def known(self) -> ServerVersion | None:
+        """What the last successful read said, without reading (None: never read)."""
+        return self._known
+
     async def get(self) -> ServerVersion | None:
         """The version, read now if it is time; None while it has never been read."""
         if self._clock() < self._next:

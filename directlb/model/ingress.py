@@ -101,6 +101,7 @@ from directlb.model.service import (
     ServicePortView,
     ServiceView,
     desired_for_service,
+    direct_access_refused,
     load_balancer_problem,
 )
 from directlb.plan.state import (
@@ -311,11 +312,7 @@ def desired_for_ingress(
     notes, parse_problems = parse_ingress_annotations(ingress.annotations)
     problems = list(parse_problems)
     mode = BackendMode.DIRECT if notes.direct else BackendMode.NODEPORT
-    if (
-        mode is BackendMode.DIRECT
-        and cluster_version is not None
-        and not cluster_version.supports_direct_access
-    ):
+    if mode is BackendMode.DIRECT and direct_access_refused(cluster_version):
         # As for a Service: refuse direct access on a cluster without readiness gates, and
         # keep the Ingress working through its nodes.
         mode = BackendMode.NODEPORT

@@ -364,13 +364,8 @@ def desired_for_service(
         return ServiceDesired(ours=False)
     notes, problems_ = parse_service_annotations(service.annotations)
     problems = list(problems_)
-    mode = _mode(service, notes)
-    if (
-        mode is BackendMode.DIRECT
-        and cluster_version is not None
-        and not cluster_version.supports_direct_access
-    ):
-        mode = _mode(service, replace(notes, direct=False))
+    mode = _effective_mode(service, notes, cluster_version)
+    if mode is not _mode(service, notes):
         problems.append(
             Problem(
                 "DirectAccessUnsupported",
@@ -444,6 +439,28 @@ def desired_for_service(
         problems=_unique(problems),
         bound_pods=tuple(sorted(bound_pods)),
     )
+
+
+def direct_access_refused(cluster_version: KubeVersion | None) -> bool:
+    """Whether the cluster is too old for direct access (None, unknown: it is not)."""
+    return cluster_version is not None and not cluster_version.supports_direct_access
+
+
+def effective_mode(service: ServiceView, cluster_version: KubeVersion | None) -> BackendMode:
+    """The mode ``service`` is bound in: what its annotations and ``externalTrafficPolicy``
+    ask for, except that direct access on a cluster older than 1.12 falls back to the nodes.
+    The answer :func:`desired_for_service` acts on; the controller's node-event filter asks it
+    too, so a direct Service bound through its nodes follows node changes."""
+    notes, _ = parse_service_annotations(service.annotations)
+    return _effective_mode(service, notes, cluster_version)
+
+
+def _effective_mode(
+    service: ServiceView, notes: ServiceAnnotations, cluster_version: KubeVersion | None
+) -> BackendMode:
+    if notes.direct and direct_access_refused(cluster_version):
+        return _mode(service, replace(notes, direct=False))
+    return _mode(service, notes)
 
 
 def _mode(service: ServiceView, notes: ServiceAnnotations) -> BackendMode:

@@ -40,6 +40,16 @@ UNKNOWN_FORMAT = "the body of the request was in an unknown format - accepted me
 # How often a watch stream checks that its client is still there when no event flows.
 IDLE_CHECK_SECONDS = 5.0
 
+# A real BOOKMARK's object is the kind's zero value (``newFunc()``) with only the
+# resourceVersion set, encoded as Go encodes it: the fields without ``omitempty`` are there,
+# empty or null. For an EndpointSlice that is ``"addressType":""`` (required by typed clients
+# such as lightkube, which failed to decode a bookmark without it), ``endpoints`` and ``ports``
+# null; for a Pod an empty spec whose ``containers`` is null, and an empty status.
+BOOKMARK_ZERO_FIELDS: dict[tuple[str, str], dict[str, Any]] = {
+    ("discovery.k8s.io", "EndpointSlice"): {"addressType": "", "endpoints": None, "ports": None},
+    ("", "Pod"): {"spec": {"containers": None}, "status": {}},
+}
+
 
 @dataclass
 class SimConfig:
@@ -657,6 +667,8 @@ class _WatchStream:
                 "creationTimestamp": None,
             },
         }
+        zero = BOOKMARK_ZERO_FIELDS.get((self.info.key.group, self.info.key.kind), {})
+        obj.update(zero)
         return _event_line(BOOKMARK, json.dumps(obj).encode())
 
     async def run(

@@ -492,10 +492,52 @@ async def test_pods_created_before_their_service_are_reported_once(stack: Stack)
     await asyncio.sleep(1.0)
     [event] = await warned()
     assert event.type == "Warning" and event.count == 1
-    assert event.message.startswith("3 pod(s) were created before this Service")
-    assert "rolling updates of those pods are not protected until they are recreated" in (
+    assert event.message.startswith("3 pod(s) selected by this direct-access Service have no")
+    assert "Rolling updates of those pods are not protected until they are recreated" in (
         event.message
     )
+
+
+async def test_pods_created_while_the_webhook_was_down_are_reported(stack: Stack) -> None:
+    """The Service exists (direct); the controller, and with it the webhook, is down while
+    its pods are created (failure policy Ignore: created without the gate). Once it is back:
+    one Event naming them, not repeated while nothing new joins."""
+    client = stack.client
+    await client.create(from_dict(service("down", app="down")), namespace="default")
+    await until(lambda: lb_id_of(client, "down"))
+    await stack.stop_controller()
+    await client.create(
+        from_dict(deployment("down", app="down", replicas=2, gated=False)), namespace="default"
+    )
+
+    async def created() -> bool:
+        return len(live(await pods_of(client, "down"))) == 2
+
+    await until(created)
+    assert not any(p.spec.readinessGates for p in live(await pods_of(client, "down")))
+    stack.start_controller()
+
+    async def warned() -> list[Any]:
+        events = await events_for(client, "down")
+        return [e for e in events if e.reason == "PodsWithoutReadinessGate"]
+
+    await until(warned)
+    names = sorted(p.metadata.name for p in live(await pods_of(client, "down")))
+    [event] = await warned()
+    assert event.type == "Warning" and event.message.startswith("2 pod(s)")
+    assert f"({', '.join(names)})" in event.message
+    assert "webhook was unavailable" in event.message
+    # Pod and Service changes that bring no new pod without the gate say nothing more.
+    await client.patch(
+        Service,
+        "down",
+        {"metadata": {"labels": {"touched": "yes"}}},
+        namespace="default",
+        patch_type=PatchType.MERGE,
+    )
+    await asyncio.sleep(1.0)
+    [event] = await warned()
+    assert event.count == 1
 
 
 # --- rolling updates ------------------------------------------------------------------------------

@@ -369,7 +369,8 @@ async def problems_present(env: Env, name: str, *, adopted: bool) -> list[str]:
         problems.append(f"annotation {LB_ID_ANNOTATION}={annotations.get(LB_ID_ANNOTATION)}")
     if adopted:
         recorded = annotations.get(LISTENERS_ANNOTATION, "")
-        want_record = ",".join(sorted(f"TCP:{port}" for port in env.ports))
+        # Our keys, with the CLB they are on.
+        want_record = f"{lb_id}=" + ",".join(sorted(f"TCP:{port}" for port in env.ports))
         if recorded != want_record:
             problems.append(f"annotation {LISTENERS_ANNOTATION}={recorded!r}")
     ingress = service.status.loadBalancer.ingress if service.status else None

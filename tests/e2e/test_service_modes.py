@@ -52,6 +52,7 @@ NS = "default"
 INSTANCE_LABEL = "cloud.tencent.com/node-instance-id"
 DIRECT_ACCESS = "service.cloud.tencent.com/direct-access"
 EXISTING_LB_ID = "service.kubernetes.io/tke-existed-lbid"
+LISTENERS = "directlb.io/listeners"
 
 
 def deployment(name: str, *, replicas: int, eni: bool = False) -> dict[str, Any]:
@@ -440,6 +441,72 @@ async def test_adopted_clb_survives_with_its_foreign_listener(stack: Stack) -> N
     assert await targets_by_listener(stack.emulator, lb_id) == [(9999, "ins-node0001", 8080)]
 
 
+async def test_changing_the_adopted_clb_moves_our_listeners_and_spares_foreign_ones(
+    stack: Stack,
+) -> None:
+    """Adopted lb-A (ports 80 and 81), then the user names lb-B and drops port 81 in the same
+    change. Ours go from A (its foreign listener stays); B gets 80, and B's foreign listener on
+    81, a port we had recorded on A, is not ours to delete."""
+    clb = support.async_client(stack.emulator)
+    try:
+        first = await support.create_lb(clb, LoadBalancerName="first")
+        foreign_a = await support.create_listener(clb, first, port=9999)
+        second = await support.create_lb(clb, LoadBalancerName="second")
+        foreign_b = await support.create_listener(clb, second, port=81)
+    finally:
+        await clb.close()
+
+    async def ports_of(lb_id: str) -> list[tuple[str, int]]:
+        return sorted(
+            (str(x.ListenerId), int(x.Port)) for x in await listeners(stack.emulator, lb_id)
+        )
+
+    await create(
+        stack,
+        deployment("move", replicas=1),
+        service("move-svc", app="move", ports=(80, 81), annotations={EXISTING_LB_ID: first}),
+    )
+
+    async def on(lb_id: str, ports: list[int]) -> bool:
+        return sorted(p for _, p in await ports_of(lb_id)) == ports
+
+    await support.wait_until(lambda: on(first, [80, 81, 9999]), timeout=DEADLINE, interval=0.1)
+    svc = await stack.client.get(Service, "move-svc", namespace=NS)
+    assert svc.metadata.annotations[LISTENERS] == f"{first}=TCP:80,TCP:81"
+
+    await stack.client.patch(
+        Service,
+        "move-svc",
+        {
+            "metadata": {"annotations": {EXISTING_LB_ID: second}},
+            "spec": {"ports": [{"name": "p80", "port": 80, "protocol": "TCP", "targetPort": 80}]},
+        },
+        namespace=NS,
+        patch_type=PatchType.MERGE,
+    )
+    await support.wait_until(lambda: on(first, [9999]), timeout=DEADLINE, interval=0.1)
+    await support.wait_until(lambda: on(second, [80, 81]), timeout=DEADLINE, interval=0.1)
+    assert (foreign_a, 9999) in await ports_of(first)
+    assert (foreign_b, 81) in await ports_of(second)
+
+    async def recorded_on_second_only() -> bool:
+        svc = await stack.client.get(Service, "move-svc", namespace=NS)
+        return (svc.metadata.annotations or {}).get(LISTENERS) == f"{second}=TCP:80"
+
+    await support.wait_until(recorded_on_second_only, timeout=DEADLINE, interval=0.1)
+    assert await lb_id_of(stack.client, "move-svc") == second
+
+    # Deleting the Service takes our listener off B and leaves both CLBs and their foreign
+    # listeners.
+    await stack.client.delete(Service, "move-svc", namespace=NS)
+    await support.wait_until(
+        lambda: service_gone(stack, "move-svc"), timeout=DEADLINE, interval=0.1
+    )
+    assert await ports_of(second) == [(foreign_b, 81)]
+    assert await ports_of(first) == [(foreign_a, 9999)]
+    assert {lb.LoadBalancerId for lb in await load_balancers(stack.emulator)} == {first, second}
+
+
 # --- mode toggle -------------------------------------------------------------------------------
 
 
@@ -574,3 +641,12 @@ async def test_direct_access_is_refused_below_1_12(tmp_path: Path) -> None:
         assert "v1.11.10" in event.message and "1.12" in event.message
         assert DIRECT_ACCESS in event.message
         assert not [e for e in await events_for(stack.client, "old-nodes") if e.type == "Warning"]
+
+        # Bound through its nodes, the direct Service follows node changes like its neighbour
+        # (the node-event filter asks the model's question, not the annotation's).
+        await stack.client.patch(Node, "node-2", {"spec": {"unschedulable": True}})
+        await wait_targets(stack, "old-nodes", await nodes_of(plain_port), what="cordon (nodes)")
+        old_direct = await wait_targets(
+            stack, "old-direct", await nodes_of(direct_port), what="cordon"
+        )
+        assert ("ins-node0002", direct_port) not in await targets(stack.emulator, old_direct)

@@ -18,6 +18,7 @@ from directlb.cloud import (
     DesiredLoadBalancer,
     LoadBalancerSpec,
     SyncStrategy,
+    tencent,
 )
 from directlb.cloud.api import ASYNC_ACTIONS, SdkSender, sdk_client
 from directlb.cloud.errors import INVALID_DESIRED, PARTIAL_FAILURE, PORT_CONFLICT
@@ -310,3 +311,58 @@ async def test_credentials_never_reach_the_logs(
     # the Authorization header carries it by protocol).
     ours = [r.getMessage() for r in caplog.records if not r.name.startswith(("tencent", "http"))]
     assert ours and not any(support.SECRET_ID in m for m in ours)
+
+
+async def test_what_the_adapter_keeps_per_clb_does_not_outlive_its_use(
+    make_emulator: EmulatorFactory,
+) -> None:
+    """Per-CLB locks live while a task holds or awaits them; the CLBs found for a spec are
+    forgotten when deleted, and past KNOWN_LB_TTL when another is remembered. Before, both
+    maps kept every CLB ever seen, deleted ones included, for the process's life."""
+    emulator = await start(make_emulator, time_scale=0.01)
+    async with adapter(emulator) as clb:
+        names = ["a", "b", "c"]
+        ids = await ensure_all(clb, names)
+        await ensure_all(clb, names)  # found by their tags: now trusted
+        assert {lb.lb_id for lb, _ in clb._known.values()} == set(ids.values())
+        one = (Listener(protocol="TCP", port=80, health_check=OFF, targets=pods(0, 3)),)
+        results = await sync(clb, ids, dict.fromkeys(names, one))
+        assert all(r.ok for r in results)
+        assert clb._locks == {}
+
+        # Still one holder at a time while it lives.
+        held: list[str] = []
+
+        async def hold(name: str) -> None:
+            async with clb._lock(ids["a"]):
+                held.append(f"{name}+")
+                await asyncio.sleep(0.02)
+                held.append(f"{name}-")
+
+        await asyncio.gather(hold("x"), hold("y"), hold("z"))
+        assert held == ["x+", "x-", "y+", "y-", "z+", "z-"] and clb._locks == {}
+        # A waiter cancelled before its turn leaves nothing behind either.
+        async with clb._lock(ids["a"]):
+            waiter = asyncio.create_task(hold("w"))
+            await asyncio.sleep(0.01)
+            assert clb._locks[ids["a"]].users == 2
+            waiter.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiter
+        assert clb._locks == {}
+
+        for lb_id in ids.values():
+            await clb.delete_load_balancer(lb_id)
+        assert clb._locks == {} and clb._known == {}
+
+        # Entries past the TTL (a Service deleted without its CLB: an adopted one released)
+        # go when another CLB is remembered.
+        adopted = (await ensure_all(clb, ["d"]))["d"]
+        await clb.ensure_load_balancer(LoadBalancerSpec("any", (), existing_id=adopted))
+        assert len(clb._known) == 1
+        key = next(iter(clb._known))
+        lb, at = clb._known[key]
+        clb._known[key] = (lb, at - tencent.KNOWN_LB_TTL)
+        fresh = await ensure_all(clb, ["e"])
+        await ensure_all(clb, ["e"])
+        assert [lb.lb_id for lb, _ in clb._known.values()] == [fresh["e"]]

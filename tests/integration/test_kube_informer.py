@@ -9,12 +9,21 @@ from pathlib import Path
 from typing import Any
 
 from lightkube import AsyncClient, KubeConfig
+from lightkube.core.generic_client import BasicRequest, WatchDriver
 from lightkube.models.core_v1 import Container, PodSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ConfigMap, Namespace, Pod
 from lightkube.resources.discovery_v1 import EndpointSlice
 
-from directlb.kube.informer import ADDED, DELETED, MODIFIED, Event, Informer, key_of
+from directlb.kube.informer import (
+    ADDED,
+    DELETED,
+    MODIFIED,
+    Event,
+    Informer,
+    decode_event,
+    key_of,
+)
 from directlb.sim.server import ApiServer, SimConfig
 from tests import support
 from tests.sim_support import lightkube_client, running_api_server
@@ -139,6 +148,19 @@ async def test_a_bookmark_of_a_kind_with_required_fields_is_not_an_error() -> No
             )
             await asyncio.sleep(0.3)  # a few more bookmarks
             assert informer.watch_failures == 0 and informer.relists == 0
+
+
+def test_a_bookmark_holding_only_metadata_is_decoded_as_a_bookmark() -> None:
+    # The simulator now sends a bookmark as the real server does (the kind's zero value:
+    # ``addressType: ""`` for a slice); a server that sends only metadata must not break the
+    # watch either.
+    line = (
+        '{"type":"BOOKMARK","object":{"kind":"EndpointSlice","apiVersion":"discovery.k8s.io/v1",'
+        '"metadata":{"resourceVersion":"42"}}}'
+    )
+    driver = WatchDriver(BasicRequest("GET", "", response_type=EndpointSlice), None)
+    kind, obj = decode_event(driver, line)
+    assert kind == "BOOKMARK" and obj.metadata.resourceVersion == "42"
 
 
 async def test_resync_hands_every_object_to_the_handlers_again() -> None:

@@ -11,7 +11,9 @@ import httpx
 import pytest
 from lightkube import ApiError, AsyncClient
 from lightkube.codecs import from_dict
+from lightkube.core.generic_client import BasicRequest, WatchDriver
 from lightkube.resources.core_v1 import ConfigMap, Pod
+from lightkube.resources.discovery_v1 import EndpointSlice
 
 from tests.sim_support import pod
 
@@ -127,6 +129,34 @@ async def test_bookmarks_and_timeout(kube: AsyncClient, sim_http: httpx.AsyncCli
     assert bookmark["kind"] == "ConfigMap" and int(bookmark["metadata"]["resourceVersion"]) >= int(
         rv
     )
+
+
+async def test_an_endpoint_slice_bookmark_is_what_the_real_server_sends(
+    sim_http: httpx.AsyncClient,
+) -> None:
+    """The real server's bookmark is the kind's zero value, encoded as Go does: an
+    EndpointSlice's ``addressType`` (no ``omitempty``) is there, empty. Without it lightkube's
+    typed decoding failed (``missing required field addressType``), which turned every slice
+    bookmark into a watch failure and a relist in the controller (seen in the leader e2e)."""
+    params = {"watch": "true", "allowWatchBookmarks": "true", "timeoutSeconds": "1"}
+    rv = (await sim_http.get("/apis/discovery.k8s.io/v1/endpointslices")).json()["metadata"][
+        "resourceVersion"
+    ]
+    lines: list[str] = []
+    async with asyncio.timeout(10):
+        async with sim_http.stream(
+            "GET",
+            "/apis/discovery.k8s.io/v1/endpointslices",
+            params={**params, "resourceVersion": rv},
+        ) as r:
+            lines = [line async for line in r.aiter_lines() if line]
+    assert lines and {json.loads(line)["type"] for line in lines} == {"BOOKMARK"}
+    event = json.loads(lines[0])["object"]
+    assert (event["addressType"], event["endpoints"], event["ports"]) == ("", None, None)
+    # lightkube's own watch decoding takes it as an EndpointSlice.
+    driver = WatchDriver(BasicRequest("GET", "", response_type=EndpointSlice), None)
+    kind, obj = driver.process_one_line(lines[0])
+    assert kind == "BOOKMARK" and int(obj.metadata.resourceVersion) >= int(rv)
 
 
 async def test_selector_watch_reports_objects_entering_and_leaving(kube: AsyncClient) -> None:

@@ -274,6 +274,9 @@ UNRESOLVED_ALLOWED = {
     ("directlb/controllers/lbowner.py", "patch"): "the CLB owner patches its kind "
     "(OwnerKind.resource, .status_resource): services and services/status for the Service "
     "controller, ingresses and ingresses/status for the Ingress controller, all declared",
+    ("directlb/controllers/lbowner.py", "get"): "the CLB owner reads its kind afresh after a "
+    "409 on a finalizer patch (OwnerKind.resource): services for the Service controller, "
+    "ingresses for the Ingress controller, both declared with get",
     ("directlb/kube/version.py", "get"): "GET /version, a non-resource URL: declared as "
     "NonResourceAccess('/version') in permissions.py (granted to every authenticated user by "
     "the default system:public-info-viewer ClusterRole)",

@@ -4,17 +4,19 @@ fake client and a fake cloud)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx2
 import pytest
 from lightkube import ApiError
 from lightkube.codecs import from_dict
 from lightkube.models.meta_v1 import Status
 
-from directlb.cloud.port import TargetHealth
+from directlb.cloud.port import CloudQuotas, TargetHealth
 from directlb.controllers import gate
 from directlb.controllers.gate import (
     Binding,
@@ -36,6 +38,8 @@ from directlb.controllers.metrics import Metrics
 from directlb.controllers.service import BY_SERVICE, LB_ID_ANNOTATION, slice_service
 from directlb.kube.informer import Event, Store
 from directlb.kube.mapping import BY_NAMESPACE, index_by_namespace
+from directlb.kube.version import ServerVersion, VersionCache
+from directlb.kube.workqueue import WorkQueue, run_workers
 from directlb.plan.state import ListenerKey, ListenerProtocol, RuleKey
 from directlb.webhook.server import GATE
 
@@ -411,19 +415,156 @@ def test_why_a_selected_pod_is_not_bound_yet() -> None:
     )
 
 
-def test_the_model_runs_once_per_service_until_the_namespace_changes() -> None:
+def test_the_model_runs_once_per_service_until_something_of_that_service_changes() -> None:
+    web, api = service("web"), service("api", selector={"app": "api"}, lb_id="lb-b")
+    web_pod, api_pod = pod(), pod("api-1", ip="10.0.0.6", labels={"app": "api"}, uid="uid-2")
+    web_slice = endpoint_slice("web", [("web-1", "10.0.0.5")])
+    api_slice = endpoint_slice("api", [("api-1", "10.0.0.6")])
+    bindings = source([web, api], [web_slice, api_slice], [web_pod, api_pod])
+
+    def runs_after(*events: Event[Any]) -> int:
+        before = bindings.runs
+        for event in events:
+            bindings.observe(event)
+        for _ in range(3):  # three pending pods checked: one model run at most per Service
+            bindings.desired(web)
+            bindings.desired(api)
+        return bindings.runs - before
+
+    assert runs_after() == 2
+    assert runs_after() == 0
+    # A pod of web changed: web's answer only, not every Service of the namespace.
+    assert runs_after(Event("MODIFIED", pod(rv="2"), web_pod)) == 1
+    # A pod moved from web to api (its labels changed): both.
+    moved = pod(rv="3", labels={"app": "api"})
+    assert runs_after(Event("MODIFIED", moved, pod(rv="2"))) == 2
+    # An EndpointSlice: its Service only.
+    assert runs_after(Event("MODIFIED", api_slice, from_dict(api_slice.to_dict()))) == 1
+    # Resyncs (the same object handed again) change nothing.
+    assert runs_after(*(Event("MODIFIED", o, o) for o in (web, web_slice, web_pod))) == 0
+    # A pod no Service selects.
+    assert runs_after(Event("ADDED", pod("job-1", labels={"app": "job"}, uid="uid-3"))) == 0
+    # The Service itself.
+    assert runs_after(Event("MODIFIED", web, from_dict(web.to_dict()))) == 1
+    bindings.observe(Event("DELETED", api))
+    assert "default/api" not in bindings._memo
+
+
+class QuotaCloud:
+    """The quotas of the cloud port (as the adapter reads them with DescribeQuota)."""
+
+    def __init__(self, targets_per_group: int) -> None:
+        self.answer = CloudQuotas(targets_per_group=targets_per_group)
+        self.reads = 0
+
+    async def quotas(self) -> CloudQuotas:
+        self.reads += 1
+        return self.answer
+
+
+def many(count: int) -> tuple[list[Any], Any]:
+    """``count`` ready pods of ``web`` and its EndpointSlice naming them all."""
+    pods_ = [
+        pod(f"web-{i}", ip=f"10.0.{i // 200}.{i % 200 + 1}", uid=f"u{i}") for i in range(count)
+    ]
+    listed = [(p.metadata.name, p.status.podIP) for p in pods_]
+    return pods_, endpoint_slice("web", listed, ready=True)
+
+
+async def test_the_gate_models_a_service_with_the_clouds_target_quota() -> None:
+    # 150 pods, the account's target quota raised to 200: the Service controller binds all of
+    # them, so the gate must expect every one (with the default 100, 50 were held "does not
+    # bind the pod" until the timeout though they were registered).
+    pods_, listed = many(150)
+    s, e, p = stores([service()], [listed], pods_)
+    plain = ServiceBindings(services=s, slices=e, pods=p)
+    unbound = [q for q in pods_ if not plain.expectations(q)[0].bindings]
+    assert len(unbound) == 50  # what the default quota would leave out
+    cloud = QuotaCloud(targets_per_group=200)
+    bindings = ServiceBindings(services=s, slices=e, pods=p, cloud=cloud)  # type: ignore[arg-type]
+    await bindings.refresh()
+    assert all(bindings.expectations(q)[0].bindings for q in pods_)
+    [svc] = s.items()
+    [listener] = bindings.desired(svc).listeners
+    assert len(listener.targets) == 150
+
+    # Through the controller, which refreshes its sources before deciding: a pod the default
+    # quota leaves out turns True once registered and healthy.
+    last = unbound[-1]
+    health = FakeCloud()
+    health.health["lb-a"] = (alive(bind(ip=last.status.podIP, port=8080)),)
+    poller = HealthPoller(health, clock=Clock())  # type: ignore[arg-type]
+    bindings = ServiceBindings(services=s, slices=e, pods=p, cloud=QuotaCloud(200))  # type: ignore[arg-type]
+    client = FakeClient()
+    gc = GateController(
+        client=client,  # type: ignore[arg-type]
+        recorder=FakeRecorder(),  # type: ignore[arg-type]
+        pods=p,
+        poller=poller,
+        metrics=Metrics(),
+        sources=[bindings],
+        now=lambda: NOW,
+    )
+    key = f"default/{last.metadata.name}"
+    await gc.reconcile(key)  # asks for lb-a's health
+    await poller.poll()
+    assert await gc.reconcile(key) is None
+    [(_, body)] = client.patches
+    assert body["status"]["conditions"][0]["reason"] == gate.HEALTHY
+
+
+def versioned(text: str) -> VersionCache:
+    major, minor = text.split(".")
+
+    async def fetch() -> ServerVersion:
+        return ServerVersion(major=major, minor=minor, git_version=f"v{text}.0")
+
+    return VersionCache(fetch)
+
+
+@pytest.mark.parametrize(("version", "bound"), [("1.11", False), ("1.12", True), ("1.30", True)])
+async def test_on_a_cluster_older_than_1_12_a_direct_service_expects_no_pod_backend(
+    version: str, bound: bool
+) -> None:
+    # Below 1.12 the Service controller binds a direct Service through its nodes: a gate that
+    # expected the pod's own target would hold it until the timeout.
     p = pod()
-    bindings = source([service()], [endpoint_slice("web", [("web-1", "10.0.0.5")])], [p])
-    [svc] = bindings.services.items()
-    first = bindings.desired(svc)
-    assert bindings.desired(svc) is first
-    bindings.touch("default")
-    second = bindings.desired(svc)
-    assert second is not first
-    bindings.observe(Event("MODIFIED", pod(rv="2")))  # a pod of the namespace changed
-    assert bindings.desired(svc) is not second
-    bindings.observe(Event("DELETED", svc))
-    assert "default/web" not in bindings._memo
+    s, e, ps = stores([service()], [endpoint_slice("web", [("web-1", "10.0.0.5")])], [p])
+    bindings = ServiceBindings(services=s, slices=e, pods=ps, version=versioned(version))
+    await bindings.refresh()
+    found = bindings.expectations(p)
+    assert bool(found) is bound
+    [svc] = s.items()
+    problems = {problem.reason for problem in bindings.desired(svc).problems}
+    assert ("DirectAccessUnsupported" in problems) is not bound
+
+    client = FakeClient()
+    gc = GateController(
+        client=client,  # type: ignore[arg-type]
+        recorder=FakeRecorder(),  # type: ignore[arg-type]
+        pods=ps,
+        poller=HealthPoller(FakeCloud(), clock=Clock()),  # type: ignore[arg-type]
+        metrics=Metrics(),
+        sources=[ServiceBindings(services=s, slices=e, pods=ps, version=versioned(version))],
+        now=lambda: NOW,
+    )
+    result = await gc.reconcile("default/web-1")
+    if bound:
+        assert result == gate.RECHECK_PERIOD and client.patches == []  # waits for the CLB
+    else:
+        assert result is None
+        [(_, body)] = client.patches
+        assert body["status"]["conditions"][0]["reason"] == gate.NO_BACKEND
+
+
+def test_the_gate_and_the_service_controller_share_one_model_path() -> None:
+    # The same function builds the model's inputs for both (no second copy to drift).
+    import inspect
+
+    from directlb.controllers import service as service_controller
+
+    assert "desired_from_caches(" in inspect.getsource(service_controller.ServiceController)
+    assert "desired_from_caches(" in inspect.getsource(ServiceBindings)
 
 
 def test_containers_ready_since() -> None:
@@ -521,8 +662,11 @@ class FakeClient:
     def __init__(self) -> None:
         self.patches: list[tuple[str, dict[str, Any]]] = []
         self.refuse: int | None = None
+        self.failures: list[BaseException] = []  # raised by the next patches, in order
 
     async def patch(self, resource: Any, name: str, body: dict[str, Any], **kwargs: Any) -> Any:
+        if self.failures:
+            raise self.failures.pop(0)
         if self.refuse is not None:
             raise ApiError(status=Status(code=self.refuse, message="refused"))
         self.patches.append((name, body))
@@ -661,6 +805,87 @@ async def test_a_refused_patch_is_stale_not_an_error() -> None:
     assert gc.metrics.gate_patches.labels("stale")._value.get() == 1
 
 
+@pytest.mark.parametrize(
+    "failure",
+    [
+        httpx2.ConnectError("connection reset by peer"),
+        ApiError(status=Status(code=503, message="etcdserver: leader changed")),
+        ApiError(status=Status(code=429, message="too many requests")),
+    ],
+    ids=["network", "503", "429"],
+)
+async def test_a_true_decision_whose_write_failed_is_retried_after_the_period(
+    failure: BaseException,
+) -> None:
+    gc, client, _, _ = controller(pod(), ready_ip="10.0.0.5")
+    gc.poller.want("default/web-1", frozenset({"lb-a"}))
+    await gc.poller.poll()
+    client.failures.append(failure)
+    # Not written: requeued after the fixed period (not dropped until the informer's resync,
+    # not the exponential backoff of an exception), still polled meanwhile.
+    assert await gc.reconcile("default/web-1") == gate.RECHECK_PERIOD
+    assert client.patches == [] and gc.poller.pending == 1
+    assert gc.metrics.gate_patches.labels("error")._value.get() == 1
+    assert await gc.reconcile("default/web-1") is None
+    [(_, body)] = client.patches
+    assert body["status"]["conditions"][0]["reason"] == gate.HEALTHY
+    assert gc.poller.pending == 0
+    assert gc.metrics.gate_transitions.labels("True", gate.HEALTHY)._value.get() == 1
+
+
+async def test_a_failed_timeout_write_is_retried_at_the_period_not_in_a_hot_loop() -> None:
+    gc, client, _, recorder = controller(pod(), timeout=30)  # waited 60 s already
+    gc.poller.want("default/web-1", frozenset({"lb-a"}))
+    await gc.poller.poll()
+    client.failures.append(httpx2.ReadTimeout("timed out"))
+    assert await gc.reconcile("default/web-1") == gate.RECHECK_PERIOD
+    assert recorder.events == []  # the flip happened only once it was written
+    assert await gc.reconcile("default/web-1") is None
+    assert client.patches[-1][1]["status"]["conditions"][0]["reason"] == gate.TIMEOUT
+    assert recorder.events == [("web-1", "Warning", gate.TIMEOUT_EVENT)]
+
+
+async def test_a_request_the_api_rejects_as_wrong_still_raises() -> None:
+    gc, client, _, _ = controller(pod(), ready_ip="10.0.0.5")
+    gc.poller.want("default/web-1", frozenset({"lb-a"}))
+    await gc.poller.poll()
+    client.failures.append(ApiError(status=Status(code=403, message="forbidden")))
+    with pytest.raises(ApiError):
+        await gc.reconcile("default/web-1")
+
+
+async def test_a_failed_write_still_turns_the_gate_true_promptly_through_the_queue() -> None:
+    # The work queue and its workers as the runtime runs them: the first status patch fails
+    # (the API server restarting), and the pod's gate is True one period later, not at the
+    # informer's resync minutes later.
+    gc, client, _, _ = controller(pod(), ready_ip="10.0.0.5")
+    gc.period = 0.05
+    gc.poller.want("default/web-1", frozenset({"lb-a"}))
+    await gc.poller.poll()
+    client.failures.append(httpx2.ConnectError("connection refused"))
+    written = asyncio.Event()
+    send = client.patch
+
+    async def patch(resource: Any, name: str, body: dict[str, Any], **kwargs: Any) -> Any:
+        answer = await send(resource, name, body, **kwargs)
+        written.set()
+        return answer
+
+    client.patch = patch  # type: ignore[method-assign]
+    queue: WorkQueue[str] = WorkQueue(name="gate")
+    gc.enqueue = queue.add
+    workers = asyncio.create_task(run_workers(queue, gc.reconcile, workers=1))
+    try:
+        gc.on_pod(Event("ADDED", gc.pods.get("default/web-1")))
+        await asyncio.wait_for(written.wait(), timeout=2.0)
+    finally:
+        queue.shut_down()
+        await workers
+    [(_, body)] = client.patches
+    assert body["status"]["conditions"][0]["status"] == "True"
+    assert gc.metrics.gate_patches.labels("error")._value.get() == 1
+
+
 async def test_unreachable_pods_get_a_warning_event_once() -> None:
     gc, client, _, recorder = controller(pod(eni=False))
     await gc.reconcile("default/web-1")
@@ -685,19 +910,14 @@ async def test_pending_pods_are_tracked_per_namespace() -> None:
     assert queued == ["default/web-1"] * 3
 
 
-async def test_unprotected_pods_are_reported_once_per_service() -> None:
-    old = pod("old", gated=False)  # created 11:58, the Service 11:59:30
-    later = from_dict(
-        {
-            **old.to_dict(),
-            "metadata": {
-                **old.to_dict()["metadata"],
-                "name": "later",
-                "creationTimestamp": "2026-01-01T12:00:00Z",
-            },
-        }
-    )
-    bindings = source([service()], [], [old, later, pod()])
+def renamed(p: Any, name: str, created: str = "2026-01-01T12:00:00Z") -> Any:
+    raw = p.to_dict()
+    meta = {**raw["metadata"], "name": name, "uid": f"uid-{name}", "creationTimestamp": created}
+    return from_dict({**raw, "metadata": meta})
+
+
+def unprotected(pods: Sequence[Any]) -> tuple[gate.UnprotectedPods, FakeRecorder, Store[Any]]:
+    bindings = source([service()], [], pods)
     recorder = FakeRecorder()
     check = gate.UnprotectedPods(
         services=bindings.services,
@@ -705,9 +925,53 @@ async def test_unprotected_pods_are_reported_once_per_service() -> None:
         bindings=bindings,
         recorder=recorder,  # type: ignore[arg-type]
     )
+    return check, recorder, bindings.pods
+
+
+async def test_every_selected_pod_without_the_gate_is_reported_whatever_its_age() -> None:
+    """Created before the Service (11:58, the Service 11:59:30) or after it, while the webhook
+    was down (12:00): both lack the gate, both are named. Gated pods are not."""
+    old = pod("old", gated=False)
+    check, recorder, _ = unprotected([old, renamed(old, "later"), pod()])
     await check.reconcile("default/web")
     await check.reconcile("default/web")
     assert recorder.events == [("web", "Warning", gate.UNPROTECTED_EVENT)]
     [message] = recorder.messages
-    assert message.startswith("1 pod(s) were created before this Service") and "(old)" in message
+    assert message.startswith("2 pod(s) selected by this direct-access Service have no")
+    assert "(later, old)" in message and "webhook was unavailable" in message
     assert "not protected until they are recreated" in message
+
+
+async def test_reported_again_only_when_a_pod_not_reported_yet_joins() -> None:
+    first = pod("a", gated=False)
+    check, recorder, pods = unprotected([first])
+    await check.reconcile("default/web")
+    assert len(recorder.events) == 1
+    pods.put(renamed(first, "b"))  # a new one without the gate: a new Event
+    await check.reconcile("default/web")
+    assert len(recorder.events) == 2 and recorder.messages[-1].startswith("2 pod(s)")
+    pods.remove("default/a")  # the set shrinks (being recreated): nothing new to say
+    await check.reconcile("default/web")
+    await check.reconcile("default/web")
+    assert len(recorder.events) == 2
+    pods.remove("default/b")  # all protected now: forgotten, so a later one is reported
+    await check.reconcile("default/web")
+    pods.put(renamed(first, "c"))
+    await check.reconcile("default/web")
+    assert len(recorder.events) == 3 and "(c)" in recorder.messages[-1]
+
+
+async def test_many_pods_are_counted_and_a_few_named() -> None:
+    base = pod("p", gated=False)
+    check, recorder, _ = unprotected([renamed(base, f"p{i:02}") for i in range(12)])
+    await check.reconcile("default/web")
+    [message] = recorder.messages
+    assert message.startswith("12 pod(s)") and "(p00, p01, p02, p03, p04 and 7 more)" in message
+
+
+async def test_only_changes_of_pods_without_the_gate_recheck_their_services() -> None:
+    check, _, _ = unprotected([])
+    assert check.services_for_pod(Event("ADDED", pod(gated=True))) == set()
+    assert check.services_for_pod(Event("ADDED", pod(gated=False))) == {"default/web"}
+    other = pod(gated=False, labels={"app": "other"})
+    assert check.services_for_pod(Event("ADDED", other)) == set()

@@ -33,6 +33,7 @@ from directlb.model.service import (
     ServicePortView,
     ServiceView,
     desired_for_service,
+    effective_mode,
     load_balancer_problem,
     local_health,
 )
@@ -206,6 +207,27 @@ def test_direct_access_needs_readiness_gates(policy: str, mode: BackendMode) -> 
     assert direct.mode is BackendMode.DIRECT and direct.problems == ()
     unknown = desired_for_service(service, endpoints=[ep(1)], pods=[pod(1)], cluster_version=None)
     assert unknown.mode is BackendMode.DIRECT
+
+
+@pytest.mark.parametrize("policy", ["Cluster", "Local"])
+@pytest.mark.parametrize("annotations", [DIRECT, (), ((DIRECT_ACCESS, "false"),)])
+@pytest.mark.parametrize("version", [None, (1, 11), (1, 12), (1, 32)])
+def test_effective_mode_is_the_mode_the_model_binds(
+    policy: str, annotations: tuple[tuple[str, str], ...], version: tuple[int, int] | None
+) -> None:
+    """``effective_mode`` (what the controller's node-event filter asks) is the mode
+    ``desired_for_service`` binds in, whatever the cluster version: a direct Service on a cluster
+    older than 1.12 uses its nodes."""
+    cluster = KubeVersion(*version) if version else None
+    service = svc(
+        annotations=annotations, external_traffic_policy=policy, health_check_node_port=31000
+    )
+    desired = desired_for_service(
+        service, endpoints=[ep(1)], pods=[pod(1)], nodes=[node(1)], cluster_version=cluster
+    )
+    assert effective_mode(service, cluster) is desired.mode
+    if annotations == DIRECT and version == (1, 11):
+        assert desired.mode is not BackendMode.DIRECT
 
 
 @pytest.mark.parametrize(

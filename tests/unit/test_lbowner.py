@@ -1,0 +1,294 @@
+"""The CLB owner shared by the Service and Ingress controllers: the record of our listeners on
+adopted CLBs (per CLB id) and the finalizer patches (resourceVersion precondition)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from lightkube.core.exceptions import ApiError
+from lightkube.models.meta_v1 import Status
+from lightkube.resources.core_v1 import Service
+
+from directlb.cloud.errors import CloudError
+from directlb.cloud.port import (
+    DesiredLoadBalancer,
+    LoadBalancer,
+    LoadBalancerSpec,
+    LoadBalancerType,
+    SyncResult,
+)
+from directlb.controllers.lbowner import (
+    LB_NOT_FOUND,
+    LISTENERS_ANNOTATION,
+    LoadBalancerOwner,
+    format_listener_record,
+    parse_listener_record,
+)
+from directlb.controllers.service import LB_ID_ANNOTATION, SERVICE_KIND
+from directlb.model.service import LoadBalancerIntent
+from directlb.plan.state import Listener, ListenerKey, ListenerProtocol
+
+TCP80 = ListenerKey(ListenerProtocol.TCP, 80)
+TCP81 = ListenerKey(ListenerProtocol.TCP, 81)
+UDP53 = ListenerKey(ListenerProtocol.UDP, 53)
+
+
+# --- the record ----------------------------------------------------------------------------------
+
+
+def test_the_record_names_the_clb_of_each_key_and_round_trips() -> None:
+    record = {"lb-b": frozenset({UDP53}), "lb-a": frozenset({TCP81, TCP80})}
+    raw = format_listener_record(record)
+    assert raw == "lb-a=TCP:80,TCP:81;lb-b=UDP:53"
+    assert parse_listener_record(raw, legacy_lb_id="lb-x") == record
+
+
+def test_the_format_without_clb_ids_is_read_as_the_last_synced_clb() -> None:
+    assert parse_listener_record("TCP:80,TCP:81", legacy_lb_id="lb-old") == {
+        "lb-old": frozenset({TCP80, TCP81})
+    }
+    # Nothing to attribute them to: forgotten rather than guessed.
+    assert parse_listener_record("TCP:80", legacy_lb_id="") == {}
+    assert parse_listener_record(None, legacy_lb_id="lb-old") == {}
+    assert parse_listener_record("lb-a=bogus,TCP:x;=TCP:80;lb-b=", legacy_lb_id="") == {}
+    assert format_listener_record({"lb-a": frozenset()}) == ""
+
+
+# --- fakes ---------------------------------------------------------------------------------------
+
+
+class FakeCloud:
+    def __init__(self) -> None:
+        self.syncs: list[DesiredLoadBalancer] = []
+        self.gone: set[str] = set()
+        self.failing: set[str] = set()
+
+    async def ensure_load_balancer(self, spec: LoadBalancerSpec) -> LoadBalancer:
+        return LoadBalancer(
+            lb_id=spec.existing_id or "lb-made",
+            name=spec.name,
+            type=LoadBalancerType.OPEN,
+            vips=("1.2.3.4",),
+        )
+
+    async def sync(self, desired: Sequence[DesiredLoadBalancer]) -> list[SyncResult]:
+        self.syncs.extend(desired)
+        results = []
+        for d in desired:
+            if d.lb_id in self.gone:
+                error = CloudError(code=LB_NOT_FOUND, message="no such CLB")
+                results.append(SyncResult(d.lb_id, error=error))
+            elif d.lb_id in self.failing:
+                error = CloudError(code="InternalError", message="try later")
+                results.append(SyncResult(d.lb_id, error=error))
+            else:
+                results.append(SyncResult(d.lb_id, operations=1))
+        return results
+
+    async def find_load_balancers(self, tags: Any) -> list[LoadBalancer]:
+        return []
+
+    async def delete_load_balancer(self, lb_id: str) -> None:
+        raise AssertionError("an adopted CLB is never deleted")
+
+
+def conflict() -> ApiError:
+    return ApiError(status=Status(code=409, reason="Conflict", message="modified"))
+
+
+class FakeClient:
+    """Records merge patches; refuses the first ``conflicts`` finalizer patches with 409 and
+    then serves ``fresh`` on GET (someone else's write in between)."""
+
+    def __init__(self, *, conflicts: int = 0, fresh: Any = None) -> None:
+        self.patches: list[dict[str, Any]] = []
+        self.conflicts = conflicts
+        self.fresh = fresh
+        self.gets = 0
+
+    async def patch(self, resource: Any, name: str, body: dict[str, Any], **kw: Any) -> Any:
+        if "finalizers" in body.get("metadata", {}) and self.conflicts:
+            self.conflicts -= 1
+            raise conflict()
+        self.patches.append(body)
+        return None
+
+    async def get(self, resource: Any, name: str, **kw: Any) -> Any:
+        self.gets += 1
+        return self.fresh
+
+
+class FakeRecorder:
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    def event(self, obj: Any, *, type: str, reason: str, message: str) -> None:
+        self.reasons.append(reason)
+
+
+def owner(cloud: FakeCloud, client: FakeClient) -> LoadBalancerOwner:
+    return LoadBalancerOwner(
+        client=client,  # type: ignore[arg-type]
+        cloud=cloud,  # type: ignore[arg-type]
+        recorder=FakeRecorder(),  # type: ignore[arg-type]
+        cluster_id="cls-1",
+        kind=SERVICE_KIND,
+    )
+
+
+def service(
+    annotations: dict[str, str] | None = None,
+    *,
+    finalizers: list[str] | None = None,
+    rv: str = "10",
+    deleting: bool = False,
+) -> Any:
+    return Service.from_dict(
+        {
+            "metadata": {
+                "name": "web",
+                "namespace": "ns",
+                "uid": "u-1",
+                "resourceVersion": rv,
+                "annotations": annotations or {},
+                "finalizers": finalizers,
+                **({"deletionTimestamp": "2026-01-01T00:00:00Z"} if deleting else {}),
+            },
+            "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]},
+        }
+    )
+
+
+def recorded(client: FakeClient) -> list[str | None]:
+    return [
+        p["metadata"]["annotations"][LISTENERS_ANNOTATION]
+        for p in client.patches
+        if LISTENERS_ANNOTATION in p.get("metadata", {}).get("annotations", {})
+    ]
+
+
+# --- converge / release on adopted CLBs -------------------------------------------------------
+
+
+async def test_a_changed_adopted_id_cleans_the_old_clb_and_scopes_the_new_one_to_its_own() -> None:
+    """Our keys were recorded (old format) on lb-old; the user now names lb-new. On lb-new only
+    what we want may be touched (TCP:81 there is someone else's); on lb-old our keys go."""
+    cloud, client = FakeCloud(), FakeClient()
+    svc = service({LB_ID_ANNOTATION: "lb-old", LISTENERS_ANNOTATION: "TCP:80,TCP:81"})
+    wanted = (Listener(ListenerProtocol.TCP, 80),)
+    await owner(cloud, client).converge(
+        svc, intent=LoadBalancerIntent(existing_id="lb-new"), listeners=lambda _lb: wanted
+    )
+    new, old = cloud.syncs
+    assert (new.lb_id, new.scope, new.listeners) == ("lb-new", frozenset({TCP80}), wanted)
+    assert (old.lb_id, old.scope, old.listeners) == ("lb-old", frozenset({TCP80, TCP81}), ())
+    # Recorded with the CLB id before creating, then the old CLB's record dropped.
+    assert recorded(client) == ["lb-new=TCP:80;lb-old=TCP:80,TCP:81", "lb-new=TCP:80"]
+    [*_, last] = [p["metadata"] for p in client.patches if "metadata" in p]
+    assert last["annotations"][LB_ID_ANNOTATION] == "lb-new"
+
+
+async def test_a_failed_clean_up_keeps_the_old_record_and_retries() -> None:
+    cloud, client = FakeCloud(), FakeClient()
+    cloud.failing.add("lb-old")
+    svc = service({LB_ID_ANNOTATION: "lb-new", LISTENERS_ANNOTATION: "lb-old=TCP:81"})
+    again = await owner(cloud, client).converge(
+        svc,
+        intent=LoadBalancerIntent(existing_id="lb-new"),
+        listeners=lambda _lb: (Listener(ListenerProtocol.TCP, 80),),
+    )
+    assert again is not None
+    assert recorded(client)[-1] == "lb-new=TCP:80;lb-old=TCP:81"
+
+
+async def test_leaving_adoption_for_a_created_clb_cleans_the_adopted_one() -> None:
+    cloud, client = FakeCloud(), FakeClient()
+    cloud.gone.add("lb-old")  # already deleted by its owner: nothing left to do there
+    svc = service({LB_ID_ANNOTATION: "lb-old", LISTENERS_ANNOTATION: "lb-old=TCP:80"})
+    await owner(cloud, client).converge(
+        svc,
+        intent=LoadBalancerIntent(),
+        listeners=lambda _lb: (Listener(ListenerProtocol.TCP, 80),),
+    )
+    made, old = cloud.syncs
+    assert (made.lb_id, made.scope) == ("lb-made", None)
+    assert (old.lb_id, old.scope) == ("lb-old", frozenset({TCP80}))
+    assert recorded(client) == [None]
+
+
+async def test_an_unchanged_adopted_clb_keeps_its_record_untouched() -> None:
+    cloud, client = FakeCloud(), FakeClient()
+    svc = service({LB_ID_ANNOTATION: "lb-a", LISTENERS_ANNOTATION: "lb-a=TCP:80"})
+    await owner(cloud, client).converge(
+        svc,
+        intent=LoadBalancerIntent(existing_id="lb-a"),
+        listeners=lambda _lb: (Listener(ListenerProtocol.TCP, 80),),
+    )
+    [only] = cloud.syncs
+    assert (only.lb_id, only.scope) == ("lb-a", frozenset({TCP80}))
+    assert recorded(client) == []
+
+
+async def test_release_deletes_our_listeners_on_every_recorded_clb_only() -> None:
+    cloud, client = FakeCloud(), FakeClient()
+    svc = service(
+        {LB_ID_ANNOTATION: "lb-new", LISTENERS_ANNOTATION: "lb-new=TCP:80;lb-old=UDP:53"},
+        finalizers=[SERVICE_KIND.finalizer],
+        deleting=True,
+    )
+    await owner(cloud, client).release(svc, existing_lb_id="lb-new")
+    assert [(d.lb_id, d.scope, d.listeners) for d in cloud.syncs] == [
+        ("lb-new", frozenset({TCP80}), ()),
+        ("lb-old", frozenset({UDP53}), ()),
+    ]
+
+
+# --- finalizers ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("deleting", [False, True])
+async def test_finalizer_patches_carry_the_resource_version(deleting: bool) -> None:
+    cloud, client = FakeCloud(), FakeClient()
+    o = owner(cloud, client)
+    if deleting:
+        svc = service(finalizers=["other.io/x", SERVICE_KIND.finalizer], deleting=True)
+        await o.release(svc, existing_lb_id="")
+        expected = ["other.io/x"]
+    else:
+        svc = service(finalizers=["other.io/x"])
+        await o.add_finalizer(svc)
+        expected = ["other.io/x", SERVICE_KIND.finalizer]
+    [patch] = [p for p in client.patches if "finalizers" in p.get("metadata", {})]
+    assert patch["metadata"]["resourceVersion"] == "10"
+    assert patch["metadata"]["finalizers"] == expected
+
+
+async def test_a_finalizer_added_meanwhile_by_someone_else_is_kept() -> None:
+    """Our cache still shows no finalizer; another controller added one (rv 11). The patch
+    computed from the cache is refused (409), and the retry starts from the fresh object."""
+    fresh = service(finalizers=["other.io/x"], rv="11")
+    cloud, client = FakeCloud(), FakeClient(conflicts=1, fresh=fresh)
+    await owner(cloud, client).add_finalizer(service(rv="10"))
+    assert client.gets == 1
+    [patch] = client.patches
+    assert patch["metadata"] == {
+        "resourceVersion": "11",
+        "finalizers": ["other.io/x", SERVICE_KIND.finalizer],
+    }
+
+
+async def test_removing_ours_keeps_a_finalizer_added_meanwhile() -> None:
+    fresh = service(finalizers=[SERVICE_KIND.finalizer, "other.io/late"], rv="12", deleting=True)
+    cloud, client = FakeCloud(), FakeClient(conflicts=1, fresh=fresh)
+    svc = service(finalizers=[SERVICE_KIND.finalizer], deleting=True)
+    await owner(cloud, client).release(svc, existing_lb_id="")
+    [patch] = [p for p in client.patches if "finalizers" in p.get("metadata", {})]
+    assert patch["metadata"] == {"resourceVersion": "12", "finalizers": ["other.io/late"]}
+
+
+async def test_conflicts_without_end_are_an_error() -> None:
+    cloud, client = FakeCloud(), FakeClient(conflicts=99, fresh=service(rv="13"))
+    with pytest.raises(ApiError):
+        await owner(cloud, client).add_finalizer(service())
