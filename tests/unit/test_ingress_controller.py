@@ -24,6 +24,7 @@ from directlb.controllers.ingress import (
 from directlb.kube import mapping
 from directlb.kube.informer import Store
 from directlb.model.ingress import IngressBackendView, IngressPathView, IngressTLSView
+from directlb.model.service import KubeVersion
 from directlb.plan.state import Listener, ListenerKey, ListenerProtocol, Rule, RuleKey, Target
 
 INGRESS = {
@@ -125,6 +126,9 @@ def test_mapping() -> None:
     assert ingresses_for_services(ingresses, {"ns/api"}) == {"ns/shop", "ns/plain"}
     assert ingresses_for_services(ingresses, {"other/api"}) == set()
     assert ingresses_for_nodes(ingresses) == {"ns/plain"}  # the direct one ignores nodes
+    # ... unless the cluster is too old for direct access: then it is bound through the nodes.
+    assert ingresses_for_nodes(ingresses, KubeVersion(1, 11)) == {"ns/shop", "ns/plain"}
+    assert ingresses_for_nodes(ingresses, KubeVersion(1, 12)) == {"ns/plain"}
 
 
 def _pod(name: str, ip: str, labels: dict[str, str]) -> Any:
