@@ -281,8 +281,12 @@ async def test_one_mutation_at_a_time_per_clb_and_clbs_in_parallel(
     assert not [e for e in entries if e["code"] == "FailedOperation.ResourceInOperating"]
     # The sync's mutations on b and c interleave: different CLBs progress in parallel.
     order = [e["load_balancer_ids"][0] for e in entries if e["action"] in MUTATIONS]
+    # Either may start first: their spans of mutations overlap (one CLB's mutation falls
+    # between the other's first and last), which a one-CLB-at-a-time sync could never do.
     b_at = [i for i, lb in enumerate(order) if lb == ids["b"]]
-    assert any(lb == ids["c"] for lb in order[b_at[0] : b_at[-1]])
+    c_at = [i for i, lb in enumerate(order) if lb == ids["c"]]
+    assert len(b_at) >= 2 and len(c_at) >= 2
+    assert b_at[0] < c_at[-1] and c_at[0] < b_at[-1]
 
 
 async def test_metrics_hooks_count_every_call_and_task(make_emulator: EmulatorFactory) -> None:
@@ -366,3 +370,23 @@ async def test_what_the_adapter_keeps_per_clb_does_not_outlive_its_use(
         fresh = await ensure_all(clb, ["e"])
         await ensure_all(clb, ["e"])
         assert [lb.lb_id for lb, _ in clb._known.values()] == [fresh["e"]]
+
+
+async def test_quotas_are_read_from_describe_quota(make_emulator: EmulatorFactory) -> None:
+    """Each quota that shapes a desired state comes from DescribeQuota, the rules per layer-7
+    listener (TOTAL_LISTENER_RULE_QUOTA) among them."""
+    emulator = await start(
+        make_emulator,
+        quotas={
+            "TOTAL_LISTENER_QUOTA": 7,
+            "TOTAL_LISTENER_RULE_QUOTA": 12,
+            "TOTAL_TARGET_BIND_QUOTA": 250,
+        },
+    )
+    async with adapter(emulator) as clb:
+        quotas = await clb.quotas()
+    assert (quotas.listeners_per_lb, quotas.rules_per_listener, quotas.targets_per_group) == (
+        7,
+        12,
+        250,
+    )
