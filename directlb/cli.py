@@ -373,6 +373,14 @@ def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("--out", type=Path, metavar="DIR", help="write services.json and services.md")
     p.add_argument(
+        "--cidr-base",
+        type=int,
+        default=117,
+        metavar="B",
+        help="loopback ranges 127.B/16..127.B+3/16 for pods, nodes, other pods, Services "
+        "(default 117; give two runs at once different bases)",
+    )
+    p.add_argument(
         "--profile",
         type=Path,
         metavar="FILE",
