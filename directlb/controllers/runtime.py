@@ -36,10 +36,11 @@ from directlb.controllers import ingress as ingress_controller
 from directlb.controllers import service as service_controller
 from directlb.controllers.config import ControllerConfig
 from directlb.controllers.gate import GateController
-from directlb.controllers.ingress import IngressController
+from directlb.controllers.ingress import INGRESS_KIND, IngressController
+from directlb.controllers.lbowner import ListenerClaims
 from directlb.controllers.manager import Manager
 from directlb.controllers.metrics import Metrics
-from directlb.controllers.service import ServiceController
+from directlb.controllers.service import SERVICE_KIND, ServiceController
 from directlb.controllers.webhook import Webhook, start_webhook
 from directlb.kube import mapping
 from directlb.kube.events import EventRecorder
@@ -96,7 +97,7 @@ def build_manager(
 ) -> Manager:
     """The manager with its informers; with ``cloud`` and ``recorder``, the Service controller
     too (Service -> itself, EndpointSlice -> its Service, Pod -> the Services selecting it,
-    Node -> every node-backed Service)."""
+    Node -> every node-backed Service, when the node changed in what the model reads)."""
     lease = (
         LeaseConfig(
             name=LEASE_NAME,
@@ -113,16 +114,28 @@ def build_manager(
     for resource in INFORMED:
         manager.informer(resource)
     if cloud is not None and recorder is not None:
-        services = register_service_controller(manager, config, cloud, recorder)
+        # Who records which listener on an adopted CLB, across Services and Ingresses: two
+        # objects adopting one CLB must not share a listener (docs/services.md).
+        claims = ListenerClaims()
+        claims.watch(SERVICE_KIND, manager.informer(Service).store)
+        claims.watch(INGRESS_KIND, manager.informer(Ingress).store)
+        services = register_service_controller(manager, config, cloud, recorder, claims=claims)
         # The gate models Services with the Service controller's cluster version.
         gates = register_gate_controller(manager, config, cloud, recorder, version=services.version)
-        register_ingress_controller(manager, config, cloud, recorder, gates=gates)
+        register_ingress_controller(manager, config, cloud, recorder, gates=gates, claims=claims)
     return manager
 
 
 def register_service_controller(
-    manager: Manager, config: ControllerConfig, cloud: CloudLoadBalancers, recorder: EventRecorder
+    manager: Manager,
+    config: ControllerConfig,
+    cloud: CloudLoadBalancers,
+    recorder: EventRecorder,
+    *,
+    claims: ListenerClaims | None = None,
 ) -> ServiceController:
+    """``claims``: the listeners recorded on adopted CLBs by every object of ours (else by the
+    Services only)."""
     services = manager.informer(Service)
     slices = manager.informer(EndpointSlice)
     pods = manager.informer(Pod)
@@ -130,6 +143,9 @@ def register_service_controller(
     services.store.add_index(mapping.BY_NAMESPACE, mapping.index_by_namespace)
     pods.store.add_index(mapping.BY_NAMESPACE, mapping.index_by_namespace)
     slices.store.add_index(service_controller.BY_SERVICE, service_controller.slice_service)
+    if claims is None:
+        claims = ListenerClaims()
+        claims.watch(SERVICE_KIND, services.store)
     controller = ServiceController(
         client=manager.client,
         cloud=cloud,
@@ -140,6 +156,7 @@ def register_service_controller(
         pods=pods.store,
         nodes=nodes.store,
         direct_routable_cidrs=config.direct_routable_cidrs,
+        claims=claims,
     )
     queue = manager.controller("service", controller.reconcile, workers=config.workers)
     services.add_handler(lambda event: queue.add(key_of(event.obj)))
@@ -151,6 +168,8 @@ def register_service_controller(
     def on_node(event: Event[Any]) -> None:
         if mapping.is_resync(event):
             return  # the same keys for every node; the Services resync themselves
+        if not service_controller.node_changed(event):
+            return  # a kubelet status update: nothing the model reads changed
         mapping.enqueue(queue.add, mapping.services_for_node(services.store, controller.uses_nodes))
 
     nodes.add_handler(on_node)
@@ -209,7 +228,10 @@ def register_gate_controller(
 
     def on_service(event: Event[Any]) -> None:
         changed(event)
-        unprotected_queue.add(key_of(event.obj))
+        # A periodic resync changes no pod set: re-checking every direct Service's pods then
+        # (each a scan of its namespace) was most of a resync's CPU at 500 Services.
+        if not mapping.is_resync(event):
+            unprotected_queue.add(key_of(event.obj))
 
     def on_pod(event: Event[Any]) -> None:
         bindings.observe(event)
@@ -229,11 +251,14 @@ def register_ingress_controller(
     recorder: EventRecorder,
     *,
     gates: GateController | None = None,
+    claims: ListenerClaims | None = None,
 ) -> IngressController:
     """The Ingress controller (issue 9): Ingress -> itself; IngressClass -> every Ingress;
     Service, its EndpointSlices and the pods it selects -> the Ingresses routing to it; Node
-    -> every node-backed Ingress. With ``gates``, direct Ingress rules hold the readiness gates
-    of their pods too (:class:`~directlb.controllers.ingress.IngressBindings`)."""
+    -> every node-backed Ingress (an add, a delete, or a change the model reads). With
+    ``gates``, direct Ingress rules hold the readiness gates of their pods too
+    (:class:`~directlb.controllers.ingress.IngressBindings`). ``claims``: the listeners
+    recorded on adopted CLBs by every object of ours (else by the Services and Ingresses)."""
     ingresses = manager.informer(Ingress)
     classes = manager.informer(IngressClass)
     services = manager.informer(Service)
@@ -244,6 +269,10 @@ def register_ingress_controller(
     services.store.add_index(mapping.BY_NAMESPACE, mapping.index_by_namespace)
     pods.store.add_index(mapping.BY_NAMESPACE, mapping.index_by_namespace)
     slices.store.add_index(service_controller.BY_SERVICE, service_controller.slice_service)
+    if claims is None:
+        claims = ListenerClaims()
+        claims.watch(SERVICE_KIND, services.store)
+        claims.watch(INGRESS_KIND, ingresses.store)
     controller = IngressController(
         client=manager.client,
         cloud=cloud,
@@ -256,6 +285,7 @@ def register_ingress_controller(
         pods=pods.store,
         nodes=nodes.store,
         direct_routable_cidrs=config.direct_routable_cidrs,
+        claims=claims,
     )
     queue = manager.controller("ingress", controller.reconcile, workers=config.workers)
 
@@ -281,11 +311,15 @@ def register_ingress_controller(
     pods.add_handler(
         changed(lambda event: routing_to(mapping.services_for_pod(event, services.store)))
     )
+    # A Node: only an add, a delete or a change of what the model reads (not the kubelet's
+    # status updates, every few seconds per node).
     nodes.add_handler(
         changed(
             lambda event: mapping.enqueue(
                 queue.add,
-                ingress_controller.ingresses_for_nodes(ingresses.store, controller.known_version()),
+                ingress_controller.ingresses_for_nodes(ingresses.store, controller.known_version())
+                if service_controller.node_changed(event)
+                else (),
             )
         )
     )
