@@ -115,6 +115,7 @@ class CloudQuotas:
 
     listeners_per_lb: int = 50  # TOTAL_LISTENER_QUOTA
     targets_per_group: int = 100  # TOTAL_TARGET_BIND_QUOTA: per listener (L4) or rule (L7)
+    rules_per_listener: int = 50  # TOTAL_LISTENER_RULE_QUOTA: per layer-7 listener
 
 
 @dataclass(frozen=True)

@@ -342,12 +342,16 @@ class TencentLoadBalancers:
                 targets_per_group=_positive(
                     limits.get("TOTAL_TARGET_BIND_QUOTA"), defaults.targets_per_group
                 ),
+                rules_per_listener=_positive(
+                    limits.get("TOTAL_LISTENER_RULE_QUOTA"), defaults.rules_per_listener
+                ),
             )
             self._quotas_until = time.monotonic() + QUOTA_REFRESH
             log.info(
-                "event=quotas_read listeners_per_lb=%d targets_per_group=%d",
+                "event=quotas_read listeners_per_lb=%d targets_per_group=%d rules_per_listener=%d",
                 self._quotas.listeners_per_lb,
                 self._quotas.targets_per_group,
+                self._quotas.rules_per_listener,
             )
             return self._quotas
 

@@ -48,7 +48,7 @@ from lightkube.resources.networking_v1 import Ingress
 from directlb.cloud.port import CloudLoadBalancers, LoadBalancer
 from directlb.controllers.gate import NOT_REGISTERED, Expectation, Waiting
 from directlb.controllers.gate import Binding as GateBinding
-from directlb.controllers.lbowner import LoadBalancerOwner, OwnerKind
+from directlb.controllers.lbowner import ListenerClaims, LoadBalancerOwner, OwnerKind
 from directlb.controllers.service import endpoint_views, node_view, pod_view, service_view
 from directlb.kube.events import EventRecorder
 from directlb.kube.informer import Event, Store, key_of
@@ -249,6 +249,7 @@ class IngressController:
         nodes: Store[Any],
         direct_routable_cidrs: Sequence[IPNetwork] = (),
         version: VersionCache | None = None,
+        claims: ListenerClaims | None = None,
     ) -> None:
         self.client = client
         self.cloud = cloud
@@ -265,6 +266,7 @@ class IngressController:
             recorder=recorder,
             cluster_id=cluster_id,
             kind=INGRESS_KIND,
+            claims=claims,
         )
         self.version = version if version is not None else VersionCache.for_client(client)
         #: What each Ingress's CLB was last synced to, by Ingress key (the readiness-gate
@@ -316,6 +318,7 @@ class IngressController:
             return desired.listeners
 
         intent = first.load_balancer
+        synced: list[tuple[Listener, ...]] = []
         retry = await self.owner.converge(
             ingress,
             intent=intent,
@@ -323,6 +326,7 @@ class IngressController:
             explain=lambda error: load_balancer_problem_of_ingress(
                 intent, code=error.code, message=error.message
             ),
+            synced=synced.append,
         )
         self.owner.report(ingress, (final[-1][1] if final else first).problems)
         if final and retry is None:
@@ -330,7 +334,8 @@ class IngressController:
             self.synced[key] = SyncedIngress(
                 lb_id=lb.lb_id,
                 direct=desired.mode is BackendMode.DIRECT,
-                listeners=desired.listeners,
+                # Without a listener refused on a shared CLB: no gate waits on it.
+                listeners=synced[-1] if synced else desired.listeners,
                 services=frozenset(b.split("/", 1)[1] for b in ingress_backend_services(ingress)),
                 asked_direct=asks_direct(ingress),
             )
@@ -390,7 +395,10 @@ class IngressController:
             "nodes": [] if direct else [node_view(n) for n in self.nodes.items()],
             "secrets": await self._certificates(view),
             "direct_routable_cidrs": self.cidrs,
-            "quotas": IngressQuotas(targets_per_rule=quotas.targets_per_group),
+            "quotas": IngressQuotas(
+                rules_per_listener=quotas.rules_per_listener,
+                targets_per_rule=quotas.targets_per_group,
+            ),
             "cluster_version": version,
         }
 

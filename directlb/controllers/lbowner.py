@@ -15,11 +15,20 @@ ingress model). Everything around it is here, written once:
   only the listeners recorded for that very CLB may be deleted (a foreign listener on a port we
   own elsewhere stays). The format before CLB ids (``TCP:80,TCP:443``) is still read: its keys
   belong to the CLB of the CLB id annotation (the CLB last synced);
+* **a shared adopted CLB** (:class:`ListenerClaims`): a listener another Service or Ingress of
+  ours records on the same CLB is never deleted, and is refused (``ListenerConflict``) to
+  whichever object was created later (creationTimestamp, then namespace, name, kind);
 * **the report**: the CLB id annotation, ``status.loadBalancer.ingress[].ip``, and the Events
   EnsuringLoadBalancer, EnsuredLoadBalancer, SyncLoadBalancerFailed, DeletedLoadBalancer, plus
   one per model problem (the problem's reason, Warning or Normal by its severity);
 * **the clean-up**: a CLB we created is deleted (found by its tags, so a restart finds it); on
-  an adopted CLB only our listeners go, and the CLB itself is never deleted.
+  an adopted CLB only our listeners go, and the CLB itself is never deleted. When an object
+  that had a CLB we created switches to adopting one (the adoption annotation added), the
+  created CLB is deleted once the adopted one is synced: any CLB carrying all our ownership
+  tags for the object (cluster, ``namespace/name`` and uid), never the adopted one. That
+  look-up (one tag-filtered DescribeLoadBalancers) runs when the adopted CLB differs from the
+  one the object last recorded, and once per adopted object after each controller start (it
+  heals a CLB leaked before); release does it too.
 
 What differs between the kinds is data (:class:`OwnerKind`): the resource and its status
 subresource, the finalizer, the CLB id annotation, the tag names. Events only say what changed:
@@ -32,6 +41,7 @@ the cloud side, the finalizer and annotations on the object).
 
 from __future__ import annotations
 
+import datetime
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -51,6 +61,7 @@ from directlb.cloud.port import (
     Tags,
 )
 from directlb.kube.events import NORMAL, WARNING, EventRecorder
+from directlb.kube.informer import Store
 from directlb.model.problems import Problem
 from directlb.model.service import LoadBalancerIntent
 from directlb.plan.state import Listener, ListenerKey, ListenerProtocol
@@ -66,6 +77,11 @@ RETRY_AFTER = 5.0
 LB_NOT_FOUND = "InvalidParameter.LBIdNotFound"
 #: Finalizer patches tried (each after a 409 Conflict reads the object again).
 FINALIZER_ATTEMPTS = 5
+#: The store index of the adopted CLB ids an object records listeners on.
+BY_RECORDED_LB = "recorded-lb"
+#: The Warning of an object refused a listener another object of ours holds on a shared CLB.
+LISTENER_CONFLICT = "ListenerConflict"
+_NEVER = datetime.datetime.max.replace(tzinfo=datetime.UTC)
 
 
 @dataclass(frozen=True)
@@ -139,6 +155,81 @@ def format_listener_keys(keys: Iterable[ListenerKey]) -> str:
     return ",".join(sorted(str(k) for k in keys))
 
 
+@dataclass(frozen=True, order=True)
+class Claimant:
+    """An object of ours, ordered as listener conflicts are decided: the one created first
+    keeps the listener (creationTimestamp, then namespace, name and kind)."""
+
+    created: datetime.datetime
+    namespace: str
+    name: str
+    kind: str
+
+    @classmethod
+    def of(cls, obj: Any, kind: OwnerKind) -> Claimant:
+        meta = obj.metadata
+        created = meta.creationTimestamp
+        if isinstance(created, str):
+            created = datetime.datetime.fromisoformat(created.replace("Z", "+00:00"))
+        if created is None:
+            created = _NEVER  # not created yet: after every object that is
+        elif created.tzinfo is None:
+            created = created.replace(tzinfo=datetime.UTC)
+        return cls(created, meta.namespace or "", meta.name or "", kind.kind)
+
+    def __str__(self) -> str:
+        return f"{self.kind.capitalize()} {self.namespace}/{self.name}"
+
+
+def recorded_lb_ids(kind: OwnerKind) -> Callable[[Any], list[str]]:
+    """The ``BY_RECORDED_LB`` indexer of ``kind``'s store: the CLBs its record names."""
+
+    def index(obj: Any) -> list[str]:
+        annotations = annotations_of(obj)
+        record = parse_listener_record(
+            annotations.get(LISTENERS_ANNOTATION),
+            legacy_lb_id=annotations.get(kind.lb_id_annotation) or "",
+        )
+        return sorted(record)
+
+    return index
+
+
+class ListenerClaims:
+    """Who of ours records which listener keys on which adopted CLB, read from the caches of
+    every kind we own (Services and Ingresses, indexed ``BY_RECORDED_LB``): two objects that
+    adopt the same CLB must not share a listener (each sync would overwrite the other's, and
+    deleting one would delete the listener the other uses)."""
+
+    def __init__(self) -> None:
+        self._sources: list[tuple[OwnerKind, Store[Any]]] = []
+
+    def watch(self, kind: OwnerKind, store: Store[Any]) -> None:
+        store.add_index(BY_RECORDED_LB, recorded_lb_ids(kind))
+        self._sources.append((kind, store))
+
+    def on(self, lb_id: str, *, besides: Claimant) -> dict[ListenerKey, list[Claimant]]:
+        """The keys other objects than ``besides`` record on ``lb_id``, and who records each."""
+        found: dict[ListenerKey, list[Claimant]] = {}
+        for kind, store in self._sources:
+            for obj in store.by_index(BY_RECORDED_LB, lb_id):
+                claimant = Claimant.of(obj, kind)
+                if (claimant.kind, claimant.namespace, claimant.name) == (
+                    besides.kind,
+                    besides.namespace,
+                    besides.name,
+                ):
+                    continue
+                annotations = annotations_of(obj)
+                record = parse_listener_record(
+                    annotations.get(LISTENERS_ANNOTATION),
+                    legacy_lb_id=annotations.get(kind.lb_id_annotation) or "",
+                )
+                for key in record.get(lb_id, ()):
+                    found.setdefault(key, []).append(claimant)
+        return found
+
+
 class LoadBalancerOwner:
     """The CLB side of one reconciler: ``converge`` for a live object, ``release`` for one that
     is going away (or stopped being ours)."""
@@ -151,12 +242,17 @@ class LoadBalancerOwner:
         recorder: EventRecorder,
         cluster_id: str,
         kind: OwnerKind,
+        claims: ListenerClaims | None = None,
     ) -> None:
         self.client = client
+        #: The listeners other objects of ours record on adopted CLBs (None: not looked at).
+        self.claims = claims
         self.cloud = cloud
         self.recorder = recorder
         self.cluster_id = cluster_id
         self.kind = kind
+        #: (uid, adopted CLB id) already checked for created CLBs left over, this process.
+        self._swept: set[tuple[str, str]] = set()
 
     # --- identity -------------------------------------------------------------------------------
 
@@ -298,13 +394,16 @@ class LoadBalancerOwner:
         intent: LoadBalancerIntent,
         listeners: Callable[[LoadBalancer], Sequence[Listener]],
         explain: Callable[[CloudError], Problem | None] | None = None,
+        synced: Callable[[tuple[Listener, ...]], None] | None = None,
     ) -> float | None:
         """Ensure the CLB, sync ``listeners(lb)`` onto it, report. Returns a requeue delay.
 
         ``listeners`` gets the CLB because some desired states depend on it (an Ingress's
         default domain is the CLB's VIP). ``explain`` turns a cloud error that is the user's
         own mistake (an adopted CLB that does not exist, ...) into a problem reported under
-        its own reason instead of SyncLoadBalancerFailed. The finalizer must already be there.
+        its own reason instead of SyncLoadBalancerFailed. ``synced`` is told the listeners
+        synced (those of ``listeners(lb)`` not refused on a shared adopted CLB). The finalizer
+        must already be there.
         """
         annotations = annotations_of(obj)
         key = f"{obj.metadata.namespace}/{obj.metadata.name}"
@@ -320,6 +419,8 @@ class LoadBalancerOwner:
             lb = await self.cloud.ensure_load_balancer(self.spec(obj, intent))
             desired = tuple(listeners(lb))
             wanted = frozenset(listener.key for listener in desired)
+            if intent.adopted:
+                desired, wanted, owned = self._share(obj, lb.lb_id, desired, wanted, owned)
             if intent.adopted and not wanted <= owned:
                 # Record what we are about to create before creating it.
                 record[intent.existing_id] = owned | wanted
@@ -342,16 +443,58 @@ class LoadBalancerOwner:
                 )
             log.warning("event=sync_failed %s=%s code=%s", self.kind.kind, key, error.code)
             return RETRY_AFTER
+        if synced is not None:
+            synced(desired)  # without any listener refused on a shared CLB
         if intent.adopted:
             record[intent.existing_id] = wanted
+        # A CLB we created before the object adopted this one: delete it now that the adopted
+        # CLB serves. Until that succeeds the CLB id annotation keeps its old value, so a
+        # restarted controller still knows to look.
+        created_gone = True
+        sweep = (obj.metadata.uid or "", lb.lb_id)
+        synced_to = annotations.get(self.kind.lb_id_annotation)
+        cleaned, requeue = False, None
+        if intent.adopted and (synced_to != lb.lb_id or sweep not in self._swept):
+            try:
+                deleted = await self.delete_created(obj, keep=lb.lb_id)
+            except CloudError as error:
+                created_gone = False
+                self._event(
+                    obj,
+                    WARNING,
+                    "SyncLoadBalancerFailed",
+                    f"Error deleting the load balancer created for this {self.kind.kind} before "
+                    f"it adopted {lb.lb_id}: {error.code}: {error.message}",
+                )
+                log.warning("event=cleanup_failed %s=%s code=%s", self.kind.kind, key, error.code)
+                requeue = RETRY_AFTER
+            else:
+                self._swept.add(sweep)
+                for lb_id in deleted:
+                    cleaned = True
+                    self._event(
+                        obj,
+                        NORMAL,
+                        "DeletedLoadBalancer",
+                        f"Deleted load balancer {lb_id} created for this {self.kind.kind}: it "
+                        f"now uses the adopted load balancer {lb.lb_id}",
+                    )
+                    log.info(
+                        "event=created_lb_deleted %s=%s lb=%s adopted=%s",
+                        self.kind.kind,
+                        key,
+                        lb_id,
+                        lb.lb_id,
+                    )
         # Listeners of ours on a CLB we no longer adopt (its id changed, or went): the new CLB
         # serves now, so they go, and so does their record.
-        cleaned, requeue = False, None
         for old_id, keys in sorted(record.items()):
             if intent.adopted and old_id == intent.existing_id:
                 continue
             try:
-                cleaned = await self.drop_listeners(old_id, keys) or cleaned
+                cleaned = (
+                    await self.drop_listeners(old_id, self._unclaimed(obj, old_id, keys)) or cleaned
+                )
             except CloudError as error:
                 self._event(
                     obj,
@@ -366,7 +509,7 @@ class LoadBalancerOwner:
             log.info("event=old_listeners_deleted %s=%s lb=%s", self.kind.kind, key, old_id)
             del record[old_id]
         meta: dict[str, Any] = {}
-        if annotations.get(self.kind.lb_id_annotation) != lb.lb_id:
+        if created_gone and synced_to != lb.lb_id:
             meta[self.kind.lb_id_annotation] = lb.lb_id
         if format_listener_record(record) != raw_record:
             meta[LISTENERS_ANNOTATION] = format_listener_record(record) or None
@@ -378,6 +521,67 @@ class LoadBalancerOwner:
                 self._event(obj, NORMAL, "EnsuringLoadBalancer", "Ensuring load balancer")
             self._event(obj, NORMAL, "EnsuredLoadBalancer", "Ensured load balancer")
         return requeue
+
+    def _others(self, obj: Any, lb_id: str) -> dict[ListenerKey, list[Claimant]]:
+        if self.claims is None:
+            return {}
+        return self.claims.on(lb_id, besides=Claimant.of(obj, self.kind))
+
+    def _unclaimed(
+        self, obj: Any, lb_id: str, keys: frozenset[ListenerKey]
+    ) -> frozenset[ListenerKey]:
+        """``keys`` but those another object of ours records on ``lb_id`` (its listener now:
+        never ours to delete)."""
+        others = self._others(obj, lb_id)
+        return frozenset(k for k in keys if k not in others)
+
+    def _share(
+        self,
+        obj: Any,
+        lb_id: str,
+        desired: tuple[Listener, ...],
+        wanted: frozenset[ListenerKey],
+        owned: frozenset[ListenerKey],
+    ) -> tuple[tuple[Listener, ...], frozenset[ListenerKey], frozenset[ListenerKey]]:
+        """On an adopted CLB, leave alone the listeners another object of ours records there.
+
+        A key we want that an object created before ours records is refused, with a
+        ``ListenerConflict`` Warning naming that object (the others are still synced); a key
+        recorded by an object created after ours is taken (that object refuses it at its next
+        sync). A key we recorded but want no more, if someone else records it too, is
+        forgotten rather than deleted. Returns the desired listeners, the keys wanted and the
+        keys owned, without what is refused or forgotten."""
+        others = self._others(obj, lb_id)
+        if not others:
+            return desired, wanted, owned
+        mine = Claimant.of(obj, self.kind)
+        refused = {
+            key: min(others[key]) for key in wanted if key in others and min(others[key]) < mine
+        }
+        for key, holder in sorted(refused.items(), key=lambda item: str(item[0])):
+            self._event(
+                obj,
+                WARNING,
+                LISTENER_CONFLICT,
+                f"Port {key.port} ({key}) on load balancer {lb_id} is already used by "
+                f"{holder}, created earlier: its listener is not synced for this "
+                f"{self.kind.kind}; use another port or another load balancer",
+            )
+        shared = {key for key in owned - wanted if key in others}
+        if refused:
+            log.warning(
+                "event=listener_conflict %s=%s/%s lb=%s keys=%s",
+                self.kind.kind,
+                mine.namespace,
+                mine.name,
+                lb_id,
+                format_listener_keys(refused),
+            )
+        return (
+            tuple(listener for listener in desired if listener.key not in refused),
+            wanted - refused.keys(),
+            owned - refused.keys() - shared,
+        )
 
     def listener_record(self, obj: Any, *, adopted_id: str) -> ListenerRecord:
         """The listener keys we own per adopted CLB, from ``directlb.io/listeners``. Keys in the
@@ -392,6 +596,8 @@ class LoadBalancerOwner:
     async def drop_listeners(self, lb_id: str, keys: frozenset[ListenerKey]) -> bool:
         """Delete our listeners ``keys`` from the adopted CLB ``lb_id``, and nothing else there
         (a CLB already gone is fine). True if anything was deleted."""
+        if not keys:
+            return False
         [result] = await self.cloud.sync([DesiredLoadBalancer(lb_id, (), keys)])
         if result.error is not None:
             if result.error.code == LB_NOT_FOUND:
@@ -399,16 +605,26 @@ class LoadBalancerOwner:
             raise result.error
         return bool(result.operations)
 
+    async def delete_created(self, obj: Any, *, keep: str = "") -> list[str]:
+        """Delete every CLB carrying all our ownership tags for ``obj`` (the CLBs we created for
+        it), except ``keep`` (an adopted CLB, which is never ours to delete). A CLB without our
+        tags is never found here. Returns the ids deleted."""
+        deleted: list[str] = []
+        for lb in await self.cloud.find_load_balancers(self.tags(obj)):
+            if lb.lb_id != keep:
+                await self.cloud.delete_load_balancer(lb.lb_id)
+                deleted.append(lb.lb_id)
+        return deleted
+
     async def release(self, obj: Any, *, existing_lb_id: str) -> None:
-        """Undo what we made, then drop the finalizer. A CLB we created is deleted; on an
-        adopted CLB (``existing_lb_id``) only the listeners we recorded go, and so do those
-        recorded on a CLB adopted earlier."""
+        """Undo what we made, then drop the finalizer. A CLB we created is deleted (also one
+        left over from before the object adopted ``existing_lb_id``); on an adopted CLB only
+        the listeners we recorded go, and so do those recorded on a CLB adopted earlier."""
         try:
             for lb_id, keys in sorted(self.listener_record(obj, adopted_id=existing_lb_id).items()):
-                await self.drop_listeners(lb_id, keys)
-            if not existing_lb_id:
-                for lb in await self.cloud.find_load_balancers(self.tags(obj)):
-                    await self.cloud.delete_load_balancer(lb.lb_id)
+                await self.drop_listeners(lb_id, self._unclaimed(obj, lb_id, keys))
+            await self.delete_created(obj, keep=existing_lb_id)
+            self._swept.discard((obj.metadata.uid or "", existing_lb_id))
         except CloudError as error:
             self._event(
                 obj,

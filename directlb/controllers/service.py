@@ -32,11 +32,12 @@ from lightkube.resources.core_v1 import Service
 
 from directlb.cloud.port import CloudLoadBalancers, CloudQuotas
 from directlb.controllers.lbowner import (
+    ListenerClaims,
     LoadBalancerOwner,
     OwnerKind,
 )
 from directlb.kube.events import EventRecorder
-from directlb.kube.informer import Store
+from directlb.kube.informer import MODIFIED, Event, Store
 from directlb.kube.mapping import SERVICE_NAME_LABEL
 from directlb.kube.version import ServerVersion, VersionCache
 from directlb.model.annotations import parse_service_annotations
@@ -178,6 +179,18 @@ def node_view(node: Any) -> NodeView:
     )
 
 
+def node_changed(event: Event[Any]) -> bool:
+    """A Node event that may change what a node-backed model computes: an add or a delete, a
+    resync (old is new: a resync exists to heal, so it counts), or an update of something
+    :func:`node_view` reads (Ready, unschedulable, InternalIP, instance id from providerID or
+    its label, the name). The kubelet's status updates every few seconds (heartbeat times,
+    images, capacity) change none of that and map to nothing: each would otherwise reconcile
+    every node-backed Service and Ingress of the cluster."""
+    if event.type != MODIFIED or event.old is None or event.old is event.obj:
+        return True
+    return node_view(event.old) != node_view(event.obj)
+
+
 def uses_nodes(service: Any, cluster_version: KubeVersion | None = None) -> bool:
     """A Service whose backends are nodes (NodePort or Local mode): node changes concern it.
     The model's own answer (:func:`effective_mode`): a direct Service on a cluster too old for
@@ -265,6 +278,7 @@ class ServiceController:
         nodes: Store[Any],
         direct_routable_cidrs: Sequence[IPNetwork] = (),
         version: VersionCache | None = None,
+        claims: ListenerClaims | None = None,
     ) -> None:
         self.client = client
         self.cloud = cloud
@@ -278,8 +292,14 @@ class ServiceController:
         # /version, read on the first reconcile and then hourly (direct access needs >= 1.12).
         self.version = version if version is not None else VersionCache.for_client(client)
         # The CLB, finalizer, status and Events: shared with the Ingress controller.
+        # ``claims``: the listeners other objects of ours hold on adopted CLBs (conflicts).
         self.owner = LoadBalancerOwner(
-            client=client, cloud=cloud, recorder=recorder, cluster_id=cluster_id, kind=SERVICE_KIND
+            client=client,
+            cloud=cloud,
+            recorder=recorder,
+            cluster_id=cluster_id,
+            kind=SERVICE_KIND,
+            claims=claims,
         )
 
     async def cluster_version(self) -> KubeVersion | None:

@@ -17,6 +17,7 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Pod, Secret, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.resources.networking_v1 import Ingress, IngressClass
+from lightkube.types import PatchType
 
 from directlb.emulator.dataplane import route
 from directlb.webhook.server import GATE
@@ -578,6 +579,59 @@ async def test_adopted_clb_survives_deletion(stack: Stack) -> None:
 
     await wait(released)
     assert [lb.LoadBalancerId for lb in await load_balancers(stack.emulator)] == [lb_id]
+
+
+async def test_adopting_a_clb_deletes_the_one_created_for_the_ingress(stack: Stack) -> None:
+    """An Ingress served by a CLB we created is annotated ``existLbId``: once the adopted CLB
+    serves its rules, the created CLB is deleted; the adopted one never is."""
+    client = stack.client
+    await setup_class(stack)
+    await apps(stack, "web", node_port=True)
+    spec = ingress("switch", rule("a.example.com", path("/", "Prefix", "web")))
+    await client.create(Ingress.from_dict(spec), namespace=NS)
+    web_nodes = await nodeports(client, "web")
+
+    async def served_by(lb_id: str | None) -> bool:
+        if not lb_id or await lb_of(client, "switch") != lb_id:
+            return False
+        return (await rule_targets(stack, lb_id)).get((80, "a.example.com", "/")) == web_nodes
+
+    async def served_by_ours() -> bool:
+        return await served_by(await lb_of(client, "switch"))
+
+    await wait(served_by_ours)
+    created = await lb_of(client, "switch")
+    assert created
+    clb = support.async_client(stack.emulator)
+    try:
+        made = await support.api(clb, "CreateLoadBalancer", LoadBalancerType="OPEN")
+        [adopted] = made["LoadBalancerIds"]
+        await support.wait_task(clb, made["RequestId"], timeout=DEADLINE)
+    finally:
+        await clb.close()
+    await client.patch(
+        Ingress,
+        "switch",
+        {"metadata": {"annotations": {"kubernetes.io/ingress.existLbId": adopted}}},
+        namespace=NS,
+        patch_type=PatchType.MERGE,
+    )
+
+    async def only_the_adopted_one() -> bool:
+        ids = {lb.LoadBalancerId for lb in await load_balancers(stack.emulator)}
+        return ids == {adopted} and await served_by(adopted)
+
+    await wait(only_the_adopted_one)
+
+    await client.delete(Ingress, "switch", namespace=NS)
+
+    async def released() -> bool:
+        return (
+            not await listeners(stack.emulator, adopted) and await lb_of(client, "switch") is None
+        )
+
+    await wait(released)
+    assert [lb.LoadBalancerId for lb in await load_balancers(stack.emulator)] == [adopted]
 
 
 async def test_not_ours_is_left_alone(stack: Stack) -> None:

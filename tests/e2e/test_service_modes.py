@@ -10,7 +10,9 @@ lightkube, never through the controller's own code. Every wait has a deadline.
   checked over HTTP on healthCheckNodePort.
 * direct: the pods' IPs through scaling and a deleted pod.
 * a port change replaces that listener only; ClientIP affinity sets a clamped SessionExpireTime.
-* an adopted CLB outlives its Service with its foreign listener untouched.
+* an adopted CLB outlives its Service with its foreign listener untouched; switching from a
+  created CLB to an adopted one deletes the created CLB; of two Services adopting one CLB on
+  one port, the later is refused that port (ListenerConflict) and keeps its others.
 * toggling direct access swaps the backend set with never a moment at zero targets.
 * on a cluster older than 1.12, direct access is refused with a Warning and the Service is
   bound through its nodes; the Services beside it are reconciled as usual.
@@ -37,6 +39,7 @@ from tests.e2e.stack import (
     DEADLINE,
     Stack,
     events_for,
+    has_event,
     lb_id_of,
     listeners,
     load_balancers,
@@ -505,6 +508,103 @@ async def test_changing_the_adopted_clb_moves_our_listeners_and_spares_foreign_o
     assert await ports_of(second) == [(foreign_b, 81)]
     assert await ports_of(first) == [(foreign_a, 9999)]
     assert {lb.LoadBalancerId for lb in await load_balancers(stack.emulator)} == {first, second}
+
+
+async def test_switching_from_a_created_clb_to_an_adopted_one_deletes_the_created_clb(
+    stack: Stack,
+) -> None:
+    """A Service with a CLB we created is then annotated to adopt another: once the adopted
+    CLB serves, the created one is deleted (the adopted one, and its foreign listener, stay)."""
+    await create(stack, deployment("switch", replicas=1), service("switch-svc", app="switch"))
+    port = (await node_ports(stack, "switch-svc"))[80]
+
+    async def nodes() -> set[tuple[str, int]]:
+        return {(ins, port) for ins in await schedulable_instances(stack)}
+
+    created = await wait_targets(stack, "switch-svc", nodes, what="created")
+    clb = support.async_client(stack.emulator)
+    try:
+        adopted = await support.create_lb(clb, LoadBalancerName="shared")
+        foreign = await support.create_listener(clb, adopted, port=9999)
+    finally:
+        await clb.close()
+
+    await stack.client.patch(
+        Service,
+        "switch-svc",
+        {"metadata": {"annotations": {EXISTING_LB_ID: adopted}}},
+        namespace=NS,
+        patch_type=PatchType.MERGE,
+    )
+
+    async def only_the_adopted_one_left() -> bool:
+        ids = {lb.LoadBalancerId for lb in await load_balancers(stack.emulator)}
+        return ids == {adopted} and await lb_id_of(stack.client, "switch-svc") == adopted
+
+    await support.wait_until(only_the_adopted_one_left, timeout=DEADLINE, interval=0.1)
+    assert created != adopted
+    assert sorted(int(x.Port) for x in await listeners(stack.emulator, adopted)) == [80, 9999]
+
+    await stack.client.delete(Service, "switch-svc", namespace=NS)
+    await support.wait_until(
+        lambda: service_gone(stack, "switch-svc"), timeout=DEADLINE, interval=0.1
+    )
+    [lb] = await load_balancers(stack.emulator)
+    assert lb.LoadBalancerId == adopted
+    [left] = await listeners(stack.emulator, adopted)
+    assert (left.ListenerId, int(left.Port)) == (foreign, 9999)
+
+
+async def test_two_services_adopting_one_clb_on_one_port_the_later_is_refused(
+    stack: Stack,
+) -> None:
+    """share-a holds port 80 on the adopted CLB; share-b, created later, wants 80 and 81: it
+    gets a ListenerConflict Warning and 81 only, and deleting it leaves share-a's listener."""
+    clb = support.async_client(stack.emulator)
+    try:
+        lb_id = await support.create_lb(clb, LoadBalancerName="shared")
+    finally:
+        await clb.close()
+    adopt = {EXISTING_LB_ID: lb_id}
+    await create(stack, deployment("share", replicas=1))
+    await create(stack, service("share-a", app="share", annotations=adopt))
+    port_a = (await node_ports(stack, "share-a"))[80]
+
+    async def bound() -> dict[int, set[int]]:
+        found: dict[int, set[int]] = {}
+        for listener_port, _, target_port in await targets_by_listener(stack.emulator, lb_id):
+            found.setdefault(listener_port, set()).add(target_port)
+        return found
+
+    async def served_by_a() -> bool:
+        return (await bound()).get(80) == {port_a}
+
+    await support.wait_until(served_by_a, timeout=DEADLINE, interval=0.1)
+    await asyncio.sleep(1.1)  # creationTimestamp has a resolution of a second
+    await create(stack, service("share-b", app="share", ports=(80, 81), annotations=adopt))
+    port_b = (await node_ports(stack, "share-b"))[81]
+
+    async def b_on_81_only() -> bool:
+        return await bound() == {80: {port_a}, 81: {port_b}} and await has_event(
+            stack.client, "share-b", "ListenerConflict"
+        )
+
+    await support.wait_until(b_on_81_only, timeout=DEADLINE, interval=0.1)
+    [conflict] = [
+        e for e in await events_for(stack.client, "share-b") if e.reason == "ListenerConflict"
+    ]
+    assert conflict.type == "Warning"
+    assert "Service default/share-a" in conflict.message and "Port 80" in conflict.message
+    svc = await stack.client.get(Service, "share-b", namespace=NS)
+    assert svc.metadata.annotations[LISTENERS] == f"{lb_id}=TCP:81"
+    # share-a's listener is left as it is, sync after sync.
+    await asyncio.sleep(0.5)
+    assert (await bound())[80] == {port_a}
+
+    await stack.client.delete(Service, "share-b", namespace=NS)
+    await support.wait_until(lambda: service_gone(stack, "share-b"), timeout=DEADLINE, interval=0.1)
+    assert await bound() == {80: {port_a}}
+    assert not await has_event(stack.client, "share-a", "ListenerConflict")
 
 
 # --- mode toggle -------------------------------------------------------------------------------

@@ -23,7 +23,12 @@ from directlb.controllers.ingress import (
 )
 from directlb.kube import mapping
 from directlb.kube.informer import Store
-from directlb.model.ingress import IngressBackendView, IngressPathView, IngressTLSView
+from directlb.model.ingress import (
+    IngressBackendView,
+    IngressPathView,
+    IngressQuotas,
+    IngressTLSView,
+)
 from directlb.model.service import KubeVersion
 from directlb.plan.state import Listener, ListenerKey, ListenerProtocol, Rule, RuleKey, Target
 
@@ -247,7 +252,7 @@ def test_gate_source_ignores_ingresses_not_ours_or_not_direct() -> None:
 
 class _Cloud:
     async def quotas(self) -> CloudQuotas:
-        return CloudQuotas()
+        return CloudQuotas(rules_per_listener=7, targets_per_group=30)
 
 
 class _Version:
@@ -289,6 +294,8 @@ async def test_inputs_cost_what_the_ingress_refers_to() -> None:
     inputs = await controller._inputs(direct, [])
     assert sorted(s.name for s in inputs["services"]) == ["api", "web"]
     assert inputs["nodes"] == []
+    # The cloud's quotas (DescribeQuota), the rules per listener among them.
+    assert inputs["quotas"] == IngressQuotas(rules_per_listener=7, targets_per_rule=30)
     nodeport = ingress_view(
         Ingress.from_dict({**plain, "metadata": {"name": "plain", "namespace": "ns"}})
     )

@@ -10,6 +10,7 @@ import pytest
 from lightkube.core.exceptions import ApiError
 from lightkube.models.meta_v1 import Status
 from lightkube.resources.core_v1 import Service
+from lightkube.resources.networking_v1 import Ingress
 
 from directlb.cloud.errors import CloudError
 from directlb.cloud.port import (
@@ -19,14 +20,18 @@ from directlb.cloud.port import (
     LoadBalancerType,
     SyncResult,
 )
+from directlb.controllers.ingress import INGRESS_KIND
 from directlb.controllers.lbowner import (
     LB_NOT_FOUND,
     LISTENERS_ANNOTATION,
+    Claimant,
+    ListenerClaims,
     LoadBalancerOwner,
     format_listener_record,
     parse_listener_record,
 )
 from directlb.controllers.service import LB_ID_ANNOTATION, SERVICE_KIND
+from directlb.kube.informer import Store
 from directlb.model.service import LoadBalancerIntent
 from directlb.plan.state import Listener, ListenerKey, ListenerProtocol
 
@@ -64,6 +69,11 @@ class FakeCloud:
         self.syncs: list[DesiredLoadBalancer] = []
         self.gone: set[str] = set()
         self.failing: set[str] = set()
+        #: CLBs carrying our tags (ones we created), what find_load_balancers answers.
+        self.owned: list[LoadBalancer] = []
+        self.finds = 0
+        self.deleted: list[str] = []
+        self.delete_fails = False
 
     async def ensure_load_balancer(self, spec: LoadBalancerSpec) -> LoadBalancer:
         return LoadBalancer(
@@ -88,10 +98,19 @@ class FakeCloud:
         return results
 
     async def find_load_balancers(self, tags: Any) -> list[LoadBalancer]:
-        return []
+        self.finds += 1
+        return [lb for lb in self.owned if lb.lb_id not in self.deleted]
 
     async def delete_load_balancer(self, lb_id: str) -> None:
-        raise AssertionError("an adopted CLB is never deleted")
+        if lb_id not in {lb.lb_id for lb in self.owned}:
+            raise AssertionError("only a CLB with our tags is ever deleted")
+        if self.delete_fails:
+            raise CloudError(code="InternalError", message="try later")
+        self.deleted.append(lb_id)
+
+
+def made(lb_id: str) -> LoadBalancer:
+    return LoadBalancer(lb_id=lb_id, name="made", type=LoadBalancerType.OPEN, vips=("9.9.9.9",))
 
 
 def conflict() -> ApiError:
@@ -128,13 +147,16 @@ class FakeRecorder:
         self.reasons.append(reason)
 
 
-def owner(cloud: FakeCloud, client: FakeClient) -> LoadBalancerOwner:
+def owner(
+    cloud: FakeCloud, client: FakeClient, claims: ListenerClaims | None = None
+) -> LoadBalancerOwner:
     return LoadBalancerOwner(
         client=client,  # type: ignore[arg-type]
         cloud=cloud,  # type: ignore[arg-type]
         recorder=FakeRecorder(),  # type: ignore[arg-type]
         cluster_id="cls-1",
         kind=SERVICE_KIND,
+        claims=claims,
     )
 
 
@@ -144,13 +166,16 @@ def service(
     finalizers: list[str] | None = None,
     rv: str = "10",
     deleting: bool = False,
+    name: str = "web",
+    created: str = "2026-01-02T00:00:00Z",
 ) -> Any:
     return Service.from_dict(
         {
             "metadata": {
-                "name": "web",
+                "name": name,
                 "namespace": "ns",
-                "uid": "u-1",
+                "uid": f"u-{name}",
+                "creationTimestamp": created,
                 "resourceVersion": rv,
                 "annotations": annotations or {},
                 "finalizers": finalizers,
@@ -243,6 +268,186 @@ async def test_release_deletes_our_listeners_on_every_recorded_clb_only() -> Non
         ("lb-new", frozenset({TCP80}), ()),
         ("lb-old", frozenset({UDP53}), ()),
     ]
+
+
+# --- from a created CLB to an adopted one ----------------------------------------------------
+
+
+def lb_ids(client: FakeClient) -> list[str | None]:
+    return [
+        p["metadata"]["annotations"][LB_ID_ANNOTATION]
+        for p in client.patches
+        if LB_ID_ANNOTATION in p.get("metadata", {}).get("annotations", {})
+    ]
+
+
+async def test_adopting_a_clb_deletes_the_one_we_created_but_never_the_adopted_one() -> None:
+    cloud, client = FakeCloud(), FakeClient()
+    # lb-a also answers the tag look-up (the user adopted a CLB we made): it stays.
+    cloud.owned = [made("lb-made"), made("lb-a")]
+    svc = service({LB_ID_ANNOTATION: "lb-made"}, finalizers=[SERVICE_KIND.finalizer])
+    lbs = owner(cloud, client)
+    again = await lbs.converge(
+        svc,
+        intent=LoadBalancerIntent(existing_id="lb-a"),
+        listeners=lambda _lb: (Listener(ListenerProtocol.TCP, 80),),
+    )
+    assert again is None
+    assert cloud.deleted == ["lb-made"]
+    assert lb_ids(client) == ["lb-a"]
+    assert "DeletedLoadBalancer" in lbs.recorder.reasons  # type: ignore[attr-defined]
+    # Converged (the annotation names lb-a): later syncs of this process look no more.
+    synced = service({LB_ID_ANNOTATION: "lb-a", LISTENERS_ANNOTATION: "lb-a=TCP:80"})
+    await lbs.converge(
+        synced,
+        intent=LoadBalancerIntent(existing_id="lb-a"),
+        listeners=lambda _lb: (Listener(ListenerProtocol.TCP, 80),),
+    )
+    assert cloud.finds == 1
+
+
+async def test_a_restarted_controller_looks_once_for_a_created_clb_left_over() -> None:
+    """Leaked before the fix: the annotation already names the adopted CLB."""
+    cloud, client = FakeCloud(), FakeClient()
+    cloud.owned = [made("lb-made")]
+    svc = service({LB_ID_ANNOTATION: "lb-a", LISTENERS_ANNOTATION: "lb-a=TCP:80"})
+    await owner(cloud, client).converge(
+        svc,
+        intent=LoadBalancerIntent(existing_id="lb-a"),
+        listeners=lambda _lb: (Listener(ListenerProtocol.TCP, 80),),
+    )
+    assert cloud.deleted == ["lb-made"]
+
+
+async def test_a_failed_delete_of_the_created_clb_keeps_its_id_and_retries() -> None:
+    cloud, client = FakeCloud(), FakeClient()
+    cloud.owned = [made("lb-made")]
+    cloud.delete_fails = True
+    svc = service({LB_ID_ANNOTATION: "lb-made"})
+    lbs = owner(cloud, client)
+    again = await lbs.converge(
+        svc,
+        intent=LoadBalancerIntent(existing_id="lb-a"),
+        listeners=lambda _lb: (Listener(ListenerProtocol.TCP, 80),),
+    )
+    assert again is not None
+    assert lb_ids(client) == []  # still lb-made: the next run looks again
+    assert "SyncLoadBalancerFailed" in lbs.recorder.reasons  # type: ignore[attr-defined]
+
+
+async def test_release_of_an_adopting_object_deletes_a_created_clb_left_over() -> None:
+    cloud, client = FakeCloud(), FakeClient()
+    cloud.owned = [made("lb-made")]
+    svc = service(
+        {LB_ID_ANNOTATION: "lb-a", LISTENERS_ANNOTATION: "lb-a=TCP:80"},
+        finalizers=[SERVICE_KIND.finalizer],
+        deleting=True,
+    )
+    await owner(cloud, client).release(svc, existing_lb_id="lb-a")
+    assert cloud.deleted == ["lb-made"]
+    assert [(d.lb_id, d.scope) for d in cloud.syncs] == [("lb-a", frozenset({TCP80}))]
+
+
+# --- two objects adopting one CLB ---------------------------------------------------------------
+
+
+def claims_of(*services: Any, ingresses: Sequence[Any] = ()) -> ListenerClaims:
+    claims = ListenerClaims()
+    for kind, objs in ((SERVICE_KIND, services), (INGRESS_KIND, ingresses)):
+        store: Store[Any] = Store()
+        for obj in objs:
+            store.put(obj)
+        claims.watch(kind, store)
+    return claims
+
+
+def tcp(*ports: int) -> tuple[Listener, ...]:
+    return tuple(Listener(ListenerProtocol.TCP, port) for port in ports)
+
+
+async def test_a_later_object_is_refused_the_port_an_earlier_one_holds_and_keeps_the_rest() -> None:
+    cloud, client = FakeCloud(), FakeClient()
+    earlier = service(
+        {LISTENERS_ANNOTATION: "lb-s=TCP:80"}, name="first", created="2026-01-01T00:00:00Z"
+    )
+    lbs = owner(cloud, client, claims_of(earlier))
+    again = await lbs.converge(
+        service(), intent=LoadBalancerIntent(existing_id="lb-s"), listeners=lambda _: tcp(80, 81)
+    )
+    assert again is None
+    [only] = cloud.syncs
+    assert (only.lb_id, only.listeners, only.scope) == ("lb-s", tcp(81), frozenset({TCP81}))
+    assert recorded(client) == ["lb-s=TCP:81"]
+    assert lbs.recorder.reasons.count("ListenerConflict") == 1  # type: ignore[attr-defined]
+
+
+async def test_the_earlier_object_keeps_its_port_and_a_later_one_recording_it_is_ignored() -> None:
+    """A race: the later Service recorded TCP:80 first. The earlier one takes it; the later
+    one, at its next sync, refuses it and forgets it without deleting it."""
+    cloud, client = FakeCloud(), FakeClient()
+    later = service(
+        {LISTENERS_ANNOTATION: "lb-s=TCP:80"}, name="zz", created="2026-01-03T00:00:00Z"
+    )
+    first = service(created="2026-01-01T00:00:00Z")
+    lbs = owner(cloud, client, claims_of(first, later))
+    await lbs.converge(
+        first, intent=LoadBalancerIntent(existing_id="lb-s"), listeners=lambda _: tcp(80)
+    )
+    [only] = cloud.syncs
+    assert (only.listeners, only.scope) == (tcp(80), frozenset({TCP80}))
+    assert "ListenerConflict" not in lbs.recorder.reasons  # type: ignore[attr-defined]
+
+    recorded_first = service({LISTENERS_ANNOTATION: "lb-s=TCP:80"}, created="2026-01-01T00:00:00Z")
+    cloud2, client2 = FakeCloud(), FakeClient()
+    loser = owner(cloud2, client2, claims_of(recorded_first, later))
+    await loser.converge(
+        later, intent=LoadBalancerIntent(existing_id="lb-s"), listeners=lambda _: tcp(80)
+    )
+    [synced] = cloud2.syncs
+    assert (synced.listeners, synced.scope) == ((), frozenset())  # TCP:80 is not touched
+    assert recorded(client2) == [None]  # forgotten, not deleted
+    assert "ListenerConflict" in loser.recorder.reasons  # type: ignore[attr-defined]
+
+
+async def test_same_creation_time_is_decided_by_namespace_and_name() -> None:
+    at = "2026-01-01T00:00:00Z"
+    a, b = service(name="a", created=at), service(name="b", created=at)
+    assert Claimant.of(a, SERVICE_KIND) < Claimant.of(b, SERVICE_KIND)
+
+
+async def test_an_ingress_holding_the_port_refuses_it_to_a_later_service() -> None:
+    cloud, client = FakeCloud(), FakeClient()
+    ingress = Ingress.from_dict(
+        {
+            "metadata": {
+                "name": "shop",
+                "namespace": "ns",
+                "creationTimestamp": "2026-01-01T00:00:00Z",
+                "annotations": {LISTENERS_ANNOTATION: "lb-s=TCP:80"},
+            }
+        }
+    )
+    lbs = owner(cloud, client, claims_of(ingresses=[ingress]))
+    await lbs.converge(
+        service(), intent=LoadBalancerIntent(existing_id="lb-s"), listeners=lambda _: tcp(80)
+    )
+    [only] = cloud.syncs
+    assert only.listeners == ()
+    assert "ListenerConflict" in lbs.recorder.reasons  # type: ignore[attr-defined]
+
+
+async def test_release_never_deletes_a_listener_another_object_records() -> None:
+    cloud, client = FakeCloud(), FakeClient()
+    other = service(
+        {LISTENERS_ANNOTATION: "lb-s=TCP:80"}, name="first", created="2026-01-01T00:00:00Z"
+    )
+    svc = service(
+        {LB_ID_ANNOTATION: "lb-s", LISTENERS_ANNOTATION: "lb-s=TCP:80,TCP:81"},
+        finalizers=[SERVICE_KIND.finalizer],
+        deleting=True,
+    )
+    await owner(cloud, client, claims_of(other, svc)).release(svc, existing_lb_id="lb-s")
+    assert [(d.lb_id, d.scope) for d in cloud.syncs] == [("lb-s", frozenset({TCP81}))]
 
 
 # --- finalizers ---------------------------------------------------------------------------------
