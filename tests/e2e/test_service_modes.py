@@ -72,13 +72,15 @@ def deployment(name: str, *, replicas: int, eni: bool = False) -> dict[str, Any]
             "template": {
                 "metadata": template_meta,
                 "spec": {
+                    # Short: scale-downs and deletions here wait for pods to be gone.
+                    "terminationGracePeriodSeconds": 1,
                     "containers": [
                         {
                             "name": "web",
                             "image": "nginx:1.7.9",
                             "ports": [{"containerPort": 80, "protocol": "TCP"}],
                         }
-                    ]
+                    ],
                 },
             },
         },
