@@ -186,7 +186,8 @@ def register_gate_controller(
 ) -> GateController:
     """The readiness-gate controller (pods), its health poller (one key) and the Service
     check for pods without a gate. Any Service, EndpointSlice or Pod change re-checks the
-    pending pods of its namespace; an Ingress source adds itself with ``add_source``.
+    pending pods of its namespace (a periodic resync is no change); an Ingress source adds
+    itself with ``add_source``.
     ``version``: the Service controller's cluster-version cache (else one of its own)."""
     services = manager.informer(Service)
     slices = manager.informer(EndpointSlice)
@@ -223,6 +224,13 @@ def register_gate_controller(
     unprotected_queue = manager.controller("gate-unprotected", unprotected.reconcile, workers=1)
 
     def changed(event: Event[Any]) -> None:
+        # A periodic resync of a Service or an EndpointSlice changes no binding (observe
+        # ignores it) and has nothing to heal here: every pending pod is re-checked every
+        # ``period`` by its own reconcile, and at the same resync by its own Pod event
+        # (``on_pod`` enqueues each pending pod). Re-checking the namespace's pending pods per
+        # Service and per slice cost O(pending pods) per event, O(objects x pending) per resync.
+        if mapping.is_resync(event):
+            return
         bindings.observe(event)
         controller.enqueue_namespace(event.obj.metadata.namespace or "")
 
