@@ -1,4 +1,5 @@
-"""Helpers the benchmarks share: percentiles, a child process's CPU and memory, bounded gather."""
+"""Helpers the benchmarks share: percentiles, a child process's CPU and memory, bounded gather,
+the stand-ins' ready lines, polling with a deadline, the machine's CPU model."""
 
 from __future__ import annotations
 
@@ -6,13 +7,18 @@ import asyncio
 import contextlib
 import json
 import os
+import platform
 import re
 import signal
 import statistics
-from collections.abc import AsyncIterator, Awaitable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+from lightkube import AsyncClient
+from lightkube.resources.core_v1 import Node
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -93,3 +99,42 @@ def report(result: Any, text: str, *, out: Path | None, name: str) -> None:
         out.mkdir(parents=True, exist_ok=True)
         (out / f"{name}.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
         (out / f"{name}.md").write_text(text)
+
+
+#: What ``directlb sim`` and ``directlb clb-emulator`` print once they listen (``child_process``).
+SIM_READY = re.compile(rb"listening on (https?://[\d.]+:\d+)")
+EMULATOR_READY = re.compile(rb"http://([\d.]+:\d+)")
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+async def wait_for(
+    predicate: Callable[[], Awaitable[bool]], *, timeout: float, interval: float, what: str
+) -> float:
+    """Poll ``predicate`` until true; the seconds it took. TimeoutError names ``what``."""
+    started = time.perf_counter()
+    while not await predicate():
+        if time.perf_counter() - started > timeout:
+            raise TimeoutError(f"{what}: not reached within {timeout:.0f}s")
+        await asyncio.sleep(interval)
+    return time.perf_counter() - started
+
+
+async def nodes_ready(client: AsyncClient, want: int) -> bool:
+    ready = 0
+    async for node in client.list(Node):
+        conditions = node.status.conditions if node.status else None
+        ready += any(c.type == "Ready" and c.status == "True" for c in conditions or [])
+    return ready >= want
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"

@@ -48,14 +48,12 @@ import contextlib
 import itertools
 import logging
 import os
-import platform
 import random
-import re
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,9 +74,29 @@ from lightkube.models.core_v1 import (
 )
 from lightkube.models.meta_v1 import LabelSelector, ObjectMeta
 from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import Node, Pod, Service
+from lightkube.resources.core_v1 import Pod, Service
 
-from directlb.bench.common import child_process, cpu_seconds, gather_limited, percentiles, report
+from directlb.bench.common import (
+    EMULATOR_READY,
+    SIM_READY,
+    child_process,
+    cpu_seconds,
+    gather_limited,
+    percentiles,
+    report,
+)
+from directlb.bench.common import (
+    cpu_model as _cpu_model,
+)
+from directlb.bench.common import (
+    nodes_ready as _nodes_ready,
+)
+from directlb.bench.common import (
+    verdict as _yes,
+)
+from directlb.bench.common import (
+    wait_for as _wait,
+)
 from directlb.bench.emulator import REGION, SECRET_ID, SECRET_KEY
 from directlb.cloud.config import Credentials, Timing
 from directlb.cloud.port import TargetHealth
@@ -87,8 +105,6 @@ from directlb.controllers import runtime
 from directlb.controllers.config import ControllerConfig, HostPort
 from directlb.controllers.gate import RECHECK_PERIOD
 
-SIM_READY = re.compile(rb"listening on (https?://[\d.]+:\d+)")
-EMULATOR_READY = re.compile(rb"http://([\d.]+:\d+)")
 LB_ID_ANNOTATION = "service.kubernetes.io/loadbalance-id"
 ENI = {"tke.cloud.tencent.com/networks": "tke-route-eni"}
 DIRECT = {"service.cloud.tencent.com/direct-access": "true"}
@@ -176,16 +192,6 @@ METHOD = (
     "(GET /_emulator/target-health); t_true: time.time() when this process's pod watch received "
     "the pod with the gate condition True (lastTransitionTime has whole seconds only)"
 )
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _loadavg() -> list[float]:
@@ -369,24 +375,6 @@ class LoadLog:
 
 
 # --- steps ---------------------------------------------------------------------------------------
-
-
-async def _wait(
-    predicate: Callable[[], Awaitable[bool]], *, timeout: float, interval: float, what: str
-) -> None:
-    started = time.perf_counter()
-    while not await predicate():
-        if time.perf_counter() - started > timeout:
-            raise TimeoutError(f"{what}: not reached within {timeout:.0f}s")
-        await asyncio.sleep(interval)
-
-
-async def _nodes_ready(client: AsyncClient, want: int) -> bool:
-    ready = 0
-    async for node in client.list(Node):
-        conditions = node.status.conditions if node.status else None
-        ready += any(c.type == "Ready" and c.status == "True" for c in conditions or [])
-    return ready >= want
 
 
 async def _lb_ids(client: AsyncClient) -> dict[str, str]:
@@ -743,10 +731,6 @@ def _brief(lat: dict[str, float]) -> str:
     if not lat:
         return "-"
     return f"p50 {lat['p50']} ms, p90 {lat['p90']} ms, p99 {lat['p99']} ms, max {lat['max']} ms"
-
-
-def _yes(ok: bool) -> str:
-    return "met" if ok else "**missed**"
 
 
 def render(result: GatesBenchResult) -> str:

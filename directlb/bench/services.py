@@ -39,9 +39,7 @@ import gc
 import json
 import logging
 import os
-import platform
 import random
-import re
 import sys
 import tempfile
 import time
@@ -65,10 +63,29 @@ from lightkube.models.core_v1 import (
 )
 from lightkube.models.meta_v1 import LabelSelector, ObjectMeta
 from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import Node, Pod, Service
+from lightkube.resources.core_v1 import Pod, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 
-from directlb.bench.common import child_process, gather_limited, percentiles, report
+from directlb.bench.common import (
+    EMULATOR_READY,
+    SIM_READY,
+    child_process,
+    gather_limited,
+    percentiles,
+    report,
+)
+from directlb.bench.common import (
+    cpu_model as _cpu_model,
+)
+from directlb.bench.common import (
+    nodes_ready as _nodes_ready,
+)
+from directlb.bench.common import (
+    verdict as _yes,
+)
+from directlb.bench.common import (
+    wait_for as _wait,
+)
 from directlb.bench.emulator import REGION, SECRET_ID, SECRET_KEY, _api, _client
 from directlb.cloud.config import Credentials, Timing
 from directlb.controllers import runtime
@@ -76,8 +93,6 @@ from directlb.controllers.config import ControllerConfig, HostPort
 from directlb.controllers.manager import Manager
 from directlb.kube.informer import Event
 
-SIM_READY = re.compile(rb"listening on (https?://[\d.]+:\d+)")
-EMULATOR_READY = re.compile(rb"http://([\d.]+:\d+)")
 VPC_ID = "vpc-directlb"
 NAMESPACE = "default"
 LB_ID_ANNOTATION = "service.kubernetes.io/loadbalance-id"
@@ -159,16 +174,6 @@ class ServicesBenchResult:
     cpu_count: int = field(default_factory=lambda: os.cpu_count() or 0)
     cpu_model: str = field(default_factory=lambda: _cpu_model())
     python: str = field(default_factory=lambda: sys.version.split()[0])
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _progress(message: str) -> None:
@@ -302,25 +307,6 @@ def _is_write(action: str) -> bool:
 
 
 # --- steps ---------------------------------------------------------------------------------------
-
-
-async def _wait(
-    predicate: Callable[[], Any], *, timeout: float, interval: float, what: str
-) -> float:
-    started = time.perf_counter()
-    while not await predicate():
-        if time.perf_counter() - started > timeout:
-            raise TimeoutError(f"{what}: not reached within {timeout:.0f}s")
-        await asyncio.sleep(interval)
-    return time.perf_counter() - started
-
-
-async def _nodes_ready(client: AsyncClient, want: int) -> bool:
-    ready = 0
-    async for node in client.list(Node):
-        conditions = node.status.conditions if node.status else None
-        ready += any(c.type == "Ready" and c.status == "True" for c in conditions or [])
-    return ready >= want
 
 
 async def _verify(client: AsyncClient, ledger_endpoint: str, services: int) -> int:
@@ -713,10 +699,6 @@ async def _run(
         gc_full_pause_max_ms=round(max(pauses.full, default=0.0) * 1000, 1),
         met=met,
     )
-
-
-def _yes(ok: bool) -> str:
-    return "met" if ok else "**missed**"
 
 
 def render(result: ServicesBenchResult) -> str:
