@@ -48,6 +48,14 @@ async def gather_limited(jobs: list[Awaitable[Any]], limit: int) -> list[Any]:
     return await asyncio.gather(*(run(job) for job in jobs))
 
 
+def loadavg() -> list[float]:
+    """The machine's 1, 5 and 15-minute load averages (NaN where /proc cannot say)."""
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return [float("nan")] * 3
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds the process has used so far (from /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

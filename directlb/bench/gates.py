@@ -82,6 +82,7 @@ from directlb.bench.common import (
     child_process,
     cpu_seconds,
     gather_limited,
+    loadavg,
     percentiles,
     report,
 )
@@ -192,13 +193,6 @@ METHOD = (
     "(GET /_emulator/target-health); t_true: time.time() when this process's pod watch received "
     "the pod with the gate condition True (lastTransitionTime has whole seconds only)"
 )
-
-
-def _loadavg() -> list[float]:
-    try:
-        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-    except OSError:
-        return [float("nan")] * 3
 
 
 def _progress(message: str) -> None:
@@ -370,7 +364,7 @@ class LoadLog:
 
     async def run(self) -> None:
         while True:
-            self.max_1m = max(self.max_1m, _loadavg()[0])
+            self.max_1m = max(self.max_1m, loadavg()[0])
             await asyncio.sleep(2.0)
 
 
@@ -469,7 +463,7 @@ async def _run(
     load = LoadLog()
     reads = HealthReads()
     patches = StatusPatches()
-    loadavg_start = _loadavg()
+    loadavg_start = loadavg()
     background: list[asyncio.Task[None]] = []
     controller: asyncio.Task[None] | None = None
     restore = contextlib.ExitStack()
@@ -613,8 +607,8 @@ async def _run(
         loop_lag_max_ms=round(lag.worst * 1000, 1),
         cpu_share=cpu_share,
         loadavg_start=loadavg_start,
-        loadavg_max_1m=max(load.max_1m, _loadavg()[0]),
-        loadavg_end=_loadavg(),
+        loadavg_max_1m=max(load.max_1m, loadavg()[0]),
+        loadavg_end=loadavg(),
         method=METHOD,
         per_pod=sorted(samples, key=lambda s: s.healthy_at),
     )
