@@ -429,7 +429,7 @@ class Api:
             if precondition and m["resourceVersion"] != old.obj["metadata"]["resourceVersion"]:
                 raise meta.conflict(info.key, name, meta.MODIFIED_CONFLICT)
             return await self._write(
-                info, old=old, new=json.loads(json.dumps(obj)), subresource=subresource, opts=opts
+                info, old=old, new=meta.clone(obj), subresource=subresource, opts=opts
             )
 
         return await _retrying(attempt)
@@ -537,7 +537,7 @@ class Api:
         nm["resourceVersion"] = om.get("resourceVersion")
         if subresource == "status":
             # /status writes only status: everything else is what is stored.
-            merged: Obj = json.loads(json.dumps(old))
+            merged: Obj = meta.clone(old)
             merged["status"] = new.get("status")
             if merged["status"] is None:
                 del merged["status"]
@@ -926,7 +926,7 @@ def _immutable_causes(info: ResourceInfo, obj: Obj, old: Obj) -> list[dict[str, 
 
 def _pod_spec_changed(obj: Obj, old: Obj) -> bool:
     def mutable_stripped(spec: Obj) -> Obj:
-        spec = json.loads(json.dumps(spec or {}))
+        spec = meta.clone(spec or {})
         for key in ("containers", "initContainers"):
             for container in spec.get(key) or []:
                 container.pop("image", None)

@@ -18,28 +18,45 @@ MODES = ("Ignore", "Warn", "Strict")
 _ALWAYS_KEPT = frozenset({"apiVersion", "kind", "metadata"})
 
 
-def _prune(value: Any, node: SchemaNode, path: str, found: list[str]) -> None:
+# A path is a cons list, ``None`` (the object) or ``(parent, element)`` (an ``int`` element is a
+# list index, a ``str`` a field): text is only built for the rare unknown field.
+Path = tuple[Any, Any] | None
+
+
+def _text(path: Path) -> str:
+    parts: list[str] = []
+    while path is not None:
+        path, element = path
+        parts.append(f"[{element}]" if isinstance(element, int) else f".{element}")
+    return "".join(reversed(parts)).removeprefix(".")
+
+
+def _prune(value: Any, node: SchemaNode, path: Path, found: list[str]) -> None:
     if isinstance(value, list):
+        items = node.items()
         for index, item in enumerate(value):
-            _prune(item, node.items(), f"{path}[{index}]", found)
+            if isinstance(item, list | dict):
+                _prune(item, items, (path, index), found)
         return
     if not isinstance(value, dict):
         return
     # Only an object that lists its properties (and allows nothing else) has unknown fields.
     closed = bool(node.properties) and node.additional is None and not node.preserve_unknown
+    descend = closed or node.additional is not None
     for name in list(value):
-        if closed and not node.has_field(name) and not (not path and name in _ALWAYS_KEPT):
-            found.append(f"{path}.{name}" if path else name)
+        if closed and not node.has_field(name) and not (path is None and name in _ALWAYS_KEPT):
+            found.append(_text((path, name)))
             del value[name]
             continue
-        if closed or node.additional is not None:
-            _prune(value[name], node.child(name), f"{path}.{name}" if path else name, found)
+        child = value[name]
+        if descend and isinstance(child, list | dict):
+            _prune(child, node.child(name), (path, name), found)
 
 
 def drop_unknown(obj: Obj, key: ResourceKey, schema: Obj | None) -> list[str]:
     """Remove the fields ``obj`` has that its schema does not; return their paths."""
     found: list[str] = []
-    _prune(obj, root_node(key, schema), "", found)
+    _prune(obj, root_node(key, schema), None, found)
     return found
 
 

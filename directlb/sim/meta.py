@@ -2,24 +2,46 @@
 
 from __future__ import annotations
 
+import pickle
 import random
+import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from directlb.sim.contracts import Obj, ResourceKey, StatusError
 
 # The alphabet the real server draws generateName suffixes from (no vowels, no look-alikes).
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+_T = TypeVar("_T")
 
 
 def now() -> datetime:
     return datetime.now(UTC)
 
 
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+# The current second and its text: every write stamps something, strftime is not cheap.
+_current_stamp: list[tuple[int, str]] = [(-1, "")]
+
+
 def timestamp(at: datetime | None = None) -> str:
     """RFC 3339 at second precision, as metav1.Time serialises."""
-    return (at or now()).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if at is not None:
+        return at.strftime(_TIME_FORMAT)
+    second = int(time.time())
+    cached_second, text = _current_stamp[0]
+    if second != cached_second:
+        text = datetime.fromtimestamp(second, UTC).strftime(_TIME_FORMAT)
+        _current_stamp[0] = (second, text)
+    return text
+
+
+def clone(value: _T) -> _T:
+    """A deep copy of JSON data, as ``copy.deepcopy`` makes it (shared parts stay shared), by a
+    pickle round trip: several times faster than ``copy.deepcopy`` or a JSON round trip."""
+    copied: _T = pickle.loads(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+    return copied
 
 
 def new_uid() -> str:

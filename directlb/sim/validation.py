@@ -81,7 +81,21 @@ def _value(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
+# What ``json.loads`` produces, looked up before the isinstance chain (subclasses fall through).
+_JSON_TYPES: dict[type, str] = {
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    str: "string",
+    list: "array",
+    dict: "object",
+}
+
+
 def _json_type(value: Any) -> str:
+    exact = _JSON_TYPES.get(type(value))
+    if exact is not None:
+        return exact
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, int):
@@ -332,21 +346,21 @@ class _Compiler:
         def check(value: Any, path: Path, out: list[Cause]) -> None:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 return
-            name = field_path(path)
             if bounds is not None and isinstance(value, int):
                 low, high = bounds
                 if not low <= value <= high:
-                    out.append(invalid(path, value, f"{name} in body is out of range"))
+                    out.append(invalid(path, value, f"{field_path(path)} in body is out of range"))
             if minimum is not None and (value <= minimum if exclusive_min else value < minimum):
                 word = "greater than" if exclusive_min else "greater than or equal to"
-                out.append(invalid(path, value, f"{name} in body should be {word} {minimum}"))
+                detail = f"{field_path(path)} in body should be {word} {minimum}"
+                out.append(invalid(path, value, detail))
             if maximum is not None and (value >= maximum if exclusive_max else value > maximum):
                 word = "less than" if exclusive_max else "less than or equal to"
-                out.append(invalid(path, value, f"{name} in body should be {word} {maximum}"))
+                detail = f"{field_path(path)} in body should be {word} {maximum}"
+                out.append(invalid(path, value, detail))
             if multiple and (value / multiple) % 1:
-                out.append(
-                    invalid(path, value, f"{name} in body should be a multiple of {multiple}")
-                )
+                detail = f"{field_path(path)} in body should be a multiple of {multiple}"
+                out.append(invalid(path, value, detail))
 
         return check
 
@@ -374,26 +388,28 @@ class _Compiler:
         def check(value: Any, path: Path, out: list[Cause]) -> None:
             if not isinstance(value, str):
                 return
-            name = field_path(path)
             if min_len is not None and len(value) < min_len:
-                out.append(
-                    invalid(path, value, f"{name} in body should be at least {min_len} chars long")
-                )
+                detail = f"{field_path(path)} in body should be at least {min_len} chars long"
+                out.append(invalid(path, value, detail))
             if max_len is not None and len(value) > max_len:
                 out.append(
                     Cause(
-                        name, "FieldValueTooLong", f"Too long: may not be more than {max_len} bytes"
+                        field_path(path),
+                        "FieldValueTooLong",
+                        f"Too long: may not be more than {max_len} bytes",
                     )
                 )
             if pattern is not None and not pattern.search(value):
-                out.append(invalid(path, value, f"{name} in body should match '{pattern_text}'"))
+                detail = f"{field_path(path)} in body should match '{pattern_text}'"
+                out.append(invalid(path, value, detail))
             if fmt == "byte":
                 try:
                     binascii.a2b_base64(value.encode("ascii"), strict_mode=True)
                 except (binascii.Error, UnicodeEncodeError, ValueError):
                     out.append(invalid(path, "<value omitted>", "illegal base64 data"))
             elif fmt == "date-time" and not _DATE_TIME.match(value):
-                out.append(invalid(path, value, f"{name} in body must be of type date-time"))
+                detail = f"{field_path(path)} in body must be of type date-time"
+                out.append(invalid(path, value, detail))
 
         return check
 

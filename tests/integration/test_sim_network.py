@@ -27,7 +27,7 @@ from directlb.sim.cluster.network import (
     EndpointSliceController,
     ServiceAllocator,
 )
-from directlb.sim.cluster.proxy import KubeProxy
+from directlb.sim.cluster.proxy import KubeProxy, desired_listeners, node_ips
 from directlb.sim.contracts import Obj, StatusError
 from directlb.sim.server import ApiServer
 from tests.sim_support import wait_for
@@ -402,6 +402,54 @@ async def test_slices_follow_selector_and_service(net: Net) -> None:
     assert service["metadata"]["uid"]
 
 
+async def test_slices_follow_pod_labels_and_service_selectors(net: Net) -> None:
+    await net.service("web")
+    await net.service("api", selector={"app": "api", "tier": "back"})
+    await net.pod("p1", node="node-1", ip="127.17.9.31", labels={"app": "web", "tier": "back"})
+    await net.pod("p2", node="node-2", ip="127.17.9.32", labels={"app": "api"})
+    await wait_for(lambda: _async(set(net.endpoints("web")) == {"p1"}))
+    assert net.endpoints("api") == {}
+
+    # A relabelled pod leaves one Service's slices and joins the other's.
+    pods = net.info("", "pods")
+    pod = net.api.get(pods, namespace="default", name="p1")
+    pod["metadata"]["labels"] = {"app": "api", "tier": "back"}
+    await net.api.update(pods, namespace="default", name="p1", body=pod, opts=OPTS)
+    await wait_for(lambda: _async(set(net.endpoints("api")) == {"p1"}))
+    await wait_for(lambda: _async(net.endpoints("web") == {}))
+
+    # A selector change picks up the pods it now matches.
+    services = net.info("", "services")
+    body = net.api.get(services, namespace="default", name="web")
+    body["spec"]["selector"] = {"app": "api"}
+    await net.api.update(services, namespace="default", name="web", body=body, opts=OPTS)
+    await wait_for(lambda: _async(set(net.endpoints("web")) == {"p1", "p2"}))
+
+    await net.delete("pods", "p1", gracePeriodSeconds=0)
+    await wait_for(lambda: _async(set(net.endpoints("web")) == {"p2"}))
+    await wait_for(lambda: _async(net.endpoints("api") == {}))
+
+
+async def test_released_addresses_are_allocated_again(net: Net) -> None:
+    ports = [{"port": 80, "nodePort": 31000}]
+    first = await net.service("a", type="NodePort", ports=ports)
+    cluster_ip = first["spec"]["clusterIP"]
+    # A Service's own addresses are not taken from it by its updates.
+    services = net.info("", "services")
+    body = net.api.get(services, namespace="default", name="a")
+    body["metadata"]["labels"] = {"team": "b"}
+    updated = await net.api.update(services, namespace="default", name="a", body=body, opts=OPTS)
+    assert updated["spec"]["ports"][0]["nodePort"] == 31000
+    with pytest.raises(StatusError):
+        await net.service("b", type="NodePort", ports=ports)
+    with pytest.raises(StatusError):
+        await net.service("b", clusterIP=cluster_ip)
+    await net.delete("services", "a")
+    second = await net.service("b", type="NodePort", ports=ports, clusterIP=cluster_ip)
+    assert second["spec"]["ports"][0]["nodePort"] == 31000
+    assert second["spec"]["clusterIP"] == cluster_ip
+
+
 # ----- kube-proxy --------------------------------------------------------------------------
 
 
@@ -511,8 +559,16 @@ async def test_listeners_follow_services_and_nodes(net: Net) -> None:
     await wait_for(lambda: _async("web-1" in net.endpoints()))
     await asyncio.wait_for(net.proxy.wait_synced(), 5)
     assert (await http_get(NODE_IPS["node-3"], node_port))["pod"] == "web-1"
+    await net.service("other", type="LoadBalancer", externalTrafficPolicy="Local")
+    services = net.info("", "services")
+    body = net.api.get(services, namespace="default", name="web")
+    body["metadata"]["annotations"] = {"a": "b"}  # no listener changes: no resync either
+    await net.api.update(services, namespace="default", name="web", body=body, opts=OPTS)
+    await asyncio.wait_for(net.proxy.wait_synced(), 5)
+    assert set(net.proxy.listeners) == set(_desired_from_scratch(net))
     await net.api.delete(net.info("", "nodes"), namespace="", name="node-3", options={}, opts=OPTS)
     await asyncio.wait_for(net.proxy.wait_synced(), 5)
+    assert set(net.proxy.listeners) == set(_desired_from_scratch(net))
     with pytest.raises(ConnectionRefusedError):
         await http_get(NODE_IPS["node-3"], node_port)
     await net.delete("services", "web")
@@ -530,6 +586,13 @@ async def test_allocation_refused_in_process(net: Net) -> None:
 
 async def _async(value: Any) -> Any:
     return value
+
+
+def _desired_from_scratch(net: Net) -> dict[Any, Any]:
+    """What every stored Service and Node ask kube-proxy for, computed in one pass."""
+    store = net.api.store
+    nodes = node_ips(s.obj for _, s in store.items(("", "nodes"), None))
+    return desired_listeners((s.obj for _, s in store.items(("", "services"), None)), nodes)
 
 
 async def _eq(awaitable: Any, expected: Any) -> bool:

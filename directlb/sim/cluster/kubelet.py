@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import errno
 import hashlib
 import ipaddress
@@ -709,7 +708,7 @@ class Kubelet(KeyedLoop):
     # ----- status ---------------------------------------------------------------------------
 
     def _status(self, pod: Obj, runtime: Runtime, *, node_ready: bool) -> Obj:
-        status: Obj = copy.deepcopy(pod.get("status") or {})
+        status: Obj = meta.clone(pod.get("status") or {})
         now = meta.timestamp()
         status["hostIP"] = runtime.host_ip
         status["hostIPs"] = [{"ip": runtime.host_ip}]

@@ -44,6 +44,14 @@ def resource(api: Api, group: str, version: str, name: str) -> ResourceInfo:
     return info
 
 
+async def yield_to_loop() -> None:
+    """Let the event loop run between two syncs. A write through ``Api`` completes without
+    suspending, so a loop draining hundreds of keys would otherwise hold the event loop for
+    seconds: HTTP clients and pod servers (a load balancer probing thousands of them) wait,
+    and connections accepted meanwhile pile up."""
+    await asyncio.sleep(0)
+
+
 class KeyedLoop:
     """One task syncing dirty keys; subclasses implement ``sync`` (True: try again later)."""
 
@@ -99,6 +107,7 @@ class KeyedLoop:
                     retry = True
                 if retry:
                     self.mark_later(RETRY_SECONDS, key)
+                await yield_to_loop()
 
 
 def set_condition(

@@ -5,10 +5,11 @@
   node port per port for ``NodePort`` and ``LoadBalancer`` Services (``node_port_range``; TCP and
   UDP ports with the same number share one), a ``healthCheckNodePort`` for ``LoadBalancer`` with
   ``externalTrafficPolicy: Local``. Requested values are honoured or refused with the real
-  server's errors (422 ``provided port is already allocated`` …). Nothing is kept in memory: what
-  is in use is read from the stored Services, so a deleted Service releases its addresses by
-  being gone, and loaded state needs no repair pass. Hooked into ``Api`` as
-  ``api.service_allocator`` (called synchronously just before the Service is persisted).
+  server's errors (422 ``provided port is already allocated`` …). What is in use is counted
+  from the stored Services (``AddressIndex``, built from the store at start and kept by its
+  events), so a deleted Service releases its addresses by being gone, and loaded state needs
+  no repair pass. Hooked into ``Api`` as ``api.service_allocator`` (called synchronously just
+  before the Service is persisted).
 * ``EndpointSliceController``: kubernetes/pkg/controller/endpointslice, in process: for every
   Service with a selector, slices ``<service>-<random>`` labelled ``kubernetes.io/service-name``
   and ``endpointslice.kubernetes.io/managed-by: endpointslice-controller.k8s.io``, owned by the
@@ -16,7 +17,9 @@
   real conditions, nodeName, zone, targetRef, ports resolved per pod (pods resolving a named
   ``targetPort`` differently land in different slices), at most 100 endpoints per slice, and a
   placeholder slice (no endpoints, no ports) when nothing matches. Woken by store events on
-  Services, pods, nodes and its own slices; never polls.
+  Services, pods, nodes and its own slices; never polls. Indexes kept from those events (pods
+  by label, Services by selector, slices by Service) spare it a scan of the namespace per
+  event or sync.
 
 Slice building is a pure function (``reconcile_slices``) of the Service, the pods, the nodes and
 the existing slices, so it is tested without a server.
@@ -28,18 +31,22 @@ import ipaddress
 import json
 import logging
 import random
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Container, Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from directlb.sim import meta
 from directlb.sim.api import Api, WriteOptions
 from directlb.sim.cluster.config import ClusterConfig
+from directlb.sim.cluster.indexes import LabelIndex, SelectorIndex
 from directlb.sim.cluster.machinery import NODES, PODS, ZONE_LABEL, KeyedLoop, resource
 from directlb.sim.contracts import Obj, ResourceKey, StatusError
 from directlb.sim.storage import ADDED, DELETED, Event, ObjKey, StoreKey
 
 log = logging.getLogger("directlb.sim.cluster.network")
+_T = TypeVar("_T")
 
 SERVICES: StoreKey = ("", "services")
 SLICES: StoreKey = ("discovery.k8s.io", "endpointslices")
@@ -83,8 +90,8 @@ def needs_health_check_port(spec: Obj) -> bool:
 class InUse:
     """Addresses held by stored Services (other than the one being written)."""
 
-    cluster_ips: frozenset[str] = frozenset()
-    node_ports: frozenset[int] = frozenset()
+    cluster_ips: AbstractSet[str] = frozenset()
+    node_ports: AbstractSet[int] = frozenset()
 
 
 def in_use(services: Iterable[Obj]) -> InUse:
@@ -123,7 +130,7 @@ def _internal(message: str) -> StatusError:
     return StatusError(500, "InternalError", f"Internal error occurred: {message}")
 
 
-def _pick(rng: random.Random, low: int, high: int, taken: set[int]) -> int | None:
+def _pick(rng: random.Random, low: int, high: int, taken: Container[int]) -> int | None:
     """A random free number in [low, high]: random probes, then a scan from a random start."""
     size = high - low + 1
     for _ in range(32):
@@ -288,19 +295,25 @@ def _allocate_cluster_ip(
         spec["clusterIP"], spec["clusterIPs"] = str(ip), [str(ip)]
         return
     base = int(network.network_address)
-    taken = {int(ipaddress.IPv4Address(a)) - base for a in used.cluster_ips if _in(a, network)}
-    offset = _pick(rng, 1, network.num_addresses - 2, taken)
+    offset = _pick(rng, 1, network.num_addresses - 2, _TakenOffsets(base, used.cluster_ips))
     if offset is None:
         raise _internal("failed to allocate a serviceIP: range is full")
     chosen = str(ipaddress.IPv4Address(base + offset))
     spec["clusterIP"], spec["clusterIPs"] = chosen, [chosen]
 
 
-def _in(address: str, network: ipaddress.IPv4Network) -> bool:
-    try:
-        return ipaddress.ip_address(address) in network
-    except ValueError:
-        return False
+class _TakenOffsets(Container[int]):
+    """Offsets in the service CIDR of the addresses in use, looked up one by one (an address
+    parses as IPv4 only in its one canonical spelling), not parsed all on each allocation."""
+
+    def __init__(self, base: int, used: AbstractSet[str]) -> None:
+        self.base = base
+        self.used = used
+
+    def __contains__(self, offset: object) -> bool:
+        if not isinstance(offset, int):
+            return False
+        return str(ipaddress.IPv4Address(self.base + offset)) in self.used
 
 
 def _allocate_node_ports(
@@ -403,6 +416,64 @@ def _allocate_health_check_port(
     spec["healthCheckNodePort"] = chosen
 
 
+class _Held(AbstractSet[_T]):
+    """The values some stored Service other than ``mine`` holds, from per-value counts of
+    holders (each Service holds a value at most once)."""
+
+    def __init__(self, holders: Counter[_T], mine: AbstractSet[_T]) -> None:
+        self.holders = holders
+        self.mine = mine
+
+    def __contains__(self, value: object) -> bool:
+        if value not in self.holders:
+            return False
+        return self.holders[cast(_T, value)] > (1 if value in self.mine else 0)
+
+    def __iter__(self) -> Iterator[_T]:
+        return (v for v, n in self.holders.items() if n > (1 if v in self.mine else 0))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def _release(holders: Counter[_T], values: AbstractSet[_T]) -> None:
+    for value in values:
+        holders[value] -= 1
+        if holders[value] <= 0:
+            del holders[value]
+
+
+class AddressIndex:
+    """What each stored Service holds (``in_use`` of it alone), counted per address: what the
+    Services other than one hold is then known without reading all of them on each write."""
+
+    def __init__(self) -> None:
+        self._held: dict[ObjKey, InUse] = {}
+        self._ips: Counter[str] = Counter()
+        self._ports: Counter[int] = Counter()
+
+    def put(self, key: ObjKey, service: Obj) -> None:
+        self.remove(key)
+        held = self._held[key] = in_use([service])
+        self._ips.update(held.cluster_ips)
+        self._ports.update(held.node_ports)
+
+    def remove(self, key: ObjKey) -> None:
+        held = self._held.pop(key, None)
+        if held is not None:
+            _release(self._ips, held.cluster_ips)
+            _release(self._ports, held.node_ports)
+
+    def clear(self) -> None:
+        self._held.clear()
+        self._ips.clear()
+        self._ports.clear()
+
+    def others(self, key: ObjKey) -> InUse:
+        mine = self._held.get(key, InUse())
+        return InUse(_Held(self._ips, mine.cluster_ips), _Held(self._ports, mine.node_ports))
+
+
 class ServiceAllocator:
     """Installs ``allocate_service`` as ``api.service_allocator`` while started."""
 
@@ -410,19 +481,38 @@ class ServiceAllocator:
         self.api = api
         self.config = config
         self.rng = rng or random.Random()
+        self._addresses = AddressIndex()  # kept from store events while started
+        self._listening = False
 
     def start(self) -> None:
+        if not self._listening:
+            self._addresses.clear()
+            for key, stored in self.api.store.items(SERVICES, None):
+                self._addresses.put(key, stored.obj)
+            self.api.store.listeners.append(self._on_event)
+            self._listening = True
         self.api.service_allocator = self.allocate
 
     async def stop(self) -> None:
+        if self._listening:
+            self.api.store.listeners.remove(self._on_event)
+            self._listening = False
         if self.api.service_allocator == self.allocate:
             self.api.service_allocator = None
+
+    def _on_event(self, store_key: StoreKey, event: Event) -> None:
+        if store_key != SERVICES:
+            return
+        if event.type == DELETED:
+            self._addresses.remove(event.key)
+        else:
+            self._addresses.put(event.key, event.new.obj)
 
     def allocate(self, service: Obj, old: Obj | None) -> None:
         m = service["metadata"]
         me = (str(m.get("namespace") or ""), str(m.get("name") or ""))
-        others = (s.obj for k, s in self.api.store.items(SERVICES, None) if k != me)
-        allocate_service(service, old, used=in_use(others), config=self.config, rng=self.rng)
+        used = self._addresses.others(me)
+        allocate_service(service, old, used=used, config=self.config, rng=self.rng)
 
 
 # ----- EndpointSlices: pure building ----------------------------------------------------------
@@ -647,7 +737,7 @@ def _is_placeholder(slice_obj: Obj) -> bool:
 
 def _refreshed(slice_obj: Obj, service: Obj, *, ports: list[Obj], endpoints: list[Obj]) -> Obj:
     """``slice_obj`` with the content it should have (metadata kept, labels/owner refreshed)."""
-    obj: Obj = json.loads(json.dumps(slice_obj))
+    obj: Obj = meta.clone(slice_obj)
     obj["metadata"]["labels"] = slice_labels(service)
     refs = [r for r in obj["metadata"].get("ownerReferences") or [] if r.get("kind") != "Service"]
     obj["metadata"]["ownerReferences"] = [owner_reference(service), *refs]
@@ -751,6 +841,18 @@ def reconcile_slices(
 # ----- EndpointSlices: the controller ---------------------------------------------------------
 
 
+def _selector(service: Obj) -> dict[str, str]:
+    return (service.get("spec") or {}).get("selector") or {}
+
+
+def _managing_service(slice_obj: Obj) -> str | None:
+    """The Service a slice this controller manages belongs to (None: not one of ours)."""
+    labels = slice_obj["metadata"].get("labels") or {}
+    if labels.get(MANAGED_BY_LABEL) != CONTROLLER_NAME:
+        return None
+    return str(labels[SERVICE_NAME_LABEL]) if labels.get(SERVICE_NAME_LABEL) else None
+
+
 def _pod_projection(pod: Obj) -> tuple[Any, ...]:
     """What of a pod can change its endpoints (kubelet status churn elsewhere is ignored)."""
     m = pod["metadata"]
@@ -785,9 +887,15 @@ class EndpointSliceController(KeyedLoop):
         self.max_endpoints_per_slice = max_endpoints_per_slice
         self._slices = resource(api, "discovery.k8s.io", "v1", "endpointslices")
         self._listening = False
+        # Kept from store events while listening, so that neither a pod event nor a sync
+        # scans the namespace's pods, Services or slices (thousands at scale).
+        self._pod_labels = LabelIndex()
+        self._service_selectors = SelectorIndex()
+        self._managed: dict[ObjKey, set[str]] = {}  # (namespace, service) -> its slices' names
 
     def start(self) -> None:
         if not self._listening:
+            self._build_indexes()
             self.api.store.listeners.append(self._on_event)
             self._listening = True
         for key, _ in self.api.store.items(SERVICES, None):
@@ -804,17 +912,55 @@ class EndpointSliceController(KeyedLoop):
 
     # ----- events ---------------------------------------------------------------------------
 
+    def _build_indexes(self) -> None:
+        self._pod_labels.clear()
+        self._service_selectors.clear()
+        self._managed.clear()
+        for key, stored in self.api.store.items(PODS, None):
+            self._pod_labels.put(key, stored.obj["metadata"].get("labels"))
+        for key, stored in self.api.store.items(SERVICES, None):
+            self._service_selectors.put(key, _selector(stored.obj))
+        for key, stored in self.api.store.items(SLICES, None):
+            self._file_slice(key, stored.obj)
+
     def _on_event(self, store_key: StoreKey, event: Event) -> None:
         if store_key == SERVICES:
+            if event.type == DELETED:
+                self._service_selectors.remove(event.key)
+            else:
+                self._service_selectors.put(event.key, _selector(event.new.obj))
             self.mark(event.key)
         elif store_key == PODS:
+            if event.type == DELETED:
+                self._pod_labels.remove(event.key)
+            else:
+                self._pod_labels.put(event.key, event.new.obj["metadata"].get("labels"))
             self._on_pod(event)
         elif store_key == NODES:
             self._on_node(event)
         elif store_key == SLICES:
+            if event.old is not None:
+                self._unfile_slice(event.key, event.old.obj)
+            if event.type != DELETED:
+                self._file_slice(event.key, event.new.obj)
             for state in (event.old, event.new):
                 if state is not None:
                     self._mark_slice_owner(event.key[0], state.obj)
+
+    def _file_slice(self, key: ObjKey, slice_obj: Obj) -> None:
+        owner = _managing_service(slice_obj)
+        if owner is not None:
+            self._managed.setdefault((key[0], owner), set()).add(key[1])
+
+    def _unfile_slice(self, key: ObjKey, slice_obj: Obj) -> None:
+        owner = _managing_service(slice_obj)
+        if owner is None:
+            return
+        names = self._managed.get((key[0], owner))
+        if names is not None:
+            names.discard(key[1])
+            if not names:
+                del self._managed[(key[0], owner)]
 
     def _mark_slice_owner(self, namespace: str, slice_obj: Obj) -> None:
         labels = slice_obj["metadata"].get("labels") or {}
@@ -829,11 +975,11 @@ class EndpointSliceController(KeyedLoop):
         if old is not None and new is not None and _pod_projection(old) == _pod_projection(new):
             return
         namespace = event.key[0]
-        label_sets = [p["metadata"].get("labels") or {} for p in (old, new) if p is not None]
-        for key, stored in self.api.store.items(SERVICES, namespace):
-            selector = (stored.obj.get("spec") or {}).get("selector") or {}
-            if selector and any(selector_matches(selector, labels) for labels in label_sets):
-                self.mark(key)
+        for pod in (old, new):
+            if pod is not None:
+                labels = pod["metadata"].get("labels") or {}
+                for key in self._service_selectors.matching(namespace, labels):
+                    self.mark(key)
 
     def _on_node(self, event: Event) -> None:
         if event.type not in (ADDED, DELETED):
@@ -841,34 +987,48 @@ class EndpointSliceController(KeyedLoop):
             new = event.new.obj["metadata"].get("labels") or {}
             if old.get(ZONE_LABEL) == new.get(ZONE_LABEL):
                 return
-        for key, stored in self.api.store.items(SERVICES, None):
-            if (stored.obj.get("spec") or {}).get("selector"):
-                self.mark(key)
+        for key in self._service_selectors.filed_keys():
+            self.mark(key)
 
     # ----- sync -----------------------------------------------------------------------------
 
     async def sync(self, key: ObjKey) -> bool:
-        namespace, name = key
+        namespace = key[0]
         stored = self.api.store.get(SERVICES, key)
-        existing = [
-            s.obj
-            for _, s in self.api.store.items(SLICES, namespace)
-            if (s.obj["metadata"].get("labels") or {}).get(SERVICE_NAME_LABEL) == name
-            and (s.obj["metadata"].get("labels") or {}).get(MANAGED_BY_LABEL) == CONTROLLER_NAME
-        ]
         spec = (stored.obj.get("spec") or {}) if stored is not None else {}
         if stored is None or not spec.get("selector") or service_type(spec) == "ExternalName":
             # Gone (the garbage collector would get there too), or no longer selecting.
-            plan = SlicePlan(delete=existing)
+            plan = SlicePlan(delete=self._managed_slices(key, store_order=True))
         else:
             plan = reconcile_slices(
                 service=stored.obj,
-                pods=(s.obj for _, s in self.api.store.items(PODS, namespace)),
+                pods=self._selected_pods(namespace, spec["selector"]),
                 nodes={k[1]: s.obj for k, s in self.api.store.items(NODES, None)},
-                existing=existing,
+                existing=self._managed_slices(key, store_order=False),
                 max_per_slice=self.max_endpoints_per_slice,
             )
         return await self._apply(namespace, plan)
+
+    def _selected_pods(self, namespace: str, selector: dict[str, str]) -> list[Obj]:
+        """The namespace's pods the selector may match (``reconcile_slices`` checks)."""
+        pods: list[Obj] = []
+        for name in self._pod_labels.selected(namespace, selector):
+            stored = self.api.store.get(PODS, (namespace, name))
+            if stored is not None:
+                pods.append(stored.obj)
+        return pods
+
+    def _managed_slices(self, key: ObjKey, *, store_order: bool) -> list[Obj]:
+        """The slices this controller manages for the Service ``key``. ``reconcile_slices``
+        sorts them by name; deleting them all goes in the store's (creation) order, as the
+        controller always has, which only that rare case pays a scan of the namespace for."""
+        namespace, name = key
+        names = self._managed.get(key, set())
+        if store_order:
+            found = (s for (_, n), s in self.api.store.items(SLICES, namespace) if n in names)
+        else:
+            found = (s for n in names if (s := self.api.store.get(SLICES, (namespace, n))))
+        return [s.obj for s in found if _managing_service(s.obj) == name]
 
     async def _apply(self, namespace: str, plan: SlicePlan) -> bool:
         retry = False

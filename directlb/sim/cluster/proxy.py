@@ -244,6 +244,10 @@ class KubeProxy:
         self.rng = rng or random.Random()
         self.listeners: dict[ListenKey, _Listener] = {}
         self._slices: dict[ObjKey, dict[str, Obj]] = {}
+        # Each Service's listeners, kept while neither it nor the node addresses change: a
+        # sync merges them instead of recomputing every Service's (hundreds, at scale).
+        self._per_service: dict[ObjKey, tuple[Obj, dict[ListenKey, Target]]] = {}
+        self._node_ips: dict[str, str] = {}
         self._wake = asyncio.Event()
         self._synced = asyncio.Event()  # set while the listeners match the store
         self._task: asyncio.Task[None] | None = None
@@ -296,9 +300,19 @@ class KubeProxy:
             self._unindex_slice(namespace, name, event.old.obj if event.old else None)
             if event.type != DELETED:
                 self._index_slice(namespace, name, event.new.obj)
-        elif store_key == SERVICES or (store_key == NODES and self._node_changed(event)):
+        elif (store_key == SERVICES and self._service_changed(event)) or (
+            store_key == NODES and self._node_changed(event)
+        ):
             self._synced.clear()
             self._wake.set()
+
+    @staticmethod
+    def _service_changed(event: Event) -> bool:
+        """Listeners follow a Service's spec only: a write to its metadata or status (a
+        load-balancer controller's annotations, finalizers, ingress) changes none of them."""
+        if event.old is None or event.type == DELETED:
+            return True
+        return event.old.obj.get("spec") != event.new.obj.get("spec")
 
     @staticmethod
     def _node_changed(event: Event) -> bool:
@@ -325,9 +339,23 @@ class KubeProxy:
     # ----- listener sync --------------------------------------------------------------------
 
     def _desired(self) -> dict[ListenKey, Target]:
-        services = (s.obj for _, s in self.api.store.items(SERVICES, None))
+        """``desired_listeners`` of every stored Service, from each one's cached result (the
+        same mapping: merged in store order, a later Service's entry wins as it would)."""
         nodes = node_ips(s.obj for _, s in self.api.store.items(NODES, None))
-        return desired_listeners(services, nodes, cluster_ips=self.cluster_ips)
+        if nodes != self._node_ips:
+            self._node_ips = nodes
+            self._per_service.clear()
+        cache: dict[ObjKey, tuple[Obj, dict[ListenKey, Target]]] = {}
+        wanted: dict[ListenKey, Target] = {}
+        for key, stored in self.api.store.items(SERVICES, None):
+            cached = self._per_service.get(key)
+            if cached is None or cached[0] is not stored.obj:
+                listeners = desired_listeners([stored.obj], nodes, cluster_ips=self.cluster_ips)
+                cached = (stored.obj, listeners)
+            cache[key] = cached
+            wanted.update(cached[1])
+        self._per_service = cache
+        return wanted
 
     async def _run(self) -> None:
         while True:

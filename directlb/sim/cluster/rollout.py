@@ -14,7 +14,6 @@ arithmetic is tested exhaustively without an API server; ``workloads.py`` does t
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import math
@@ -22,6 +21,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from directlb.sim.meta import clone
 
 Obj = dict[str, Any]
 
@@ -435,7 +436,7 @@ def semantic(value: Any) -> Any:
 
 
 def without_hash(template: Obj) -> Obj:
-    result: Obj = semantic(copy.deepcopy(template))
+    result: Obj = semantic(template)  # new dicts and lists throughout: a copy already
     labels = (result.get("metadata") or {}).get("labels")
     if isinstance(labels, dict):
         labels.pop(HASH_LABEL, None)
@@ -707,7 +708,7 @@ def rollout_status(
     """The Progressing part of ``syncRolloutStatus`` applied to ``new_status`` (from
     ``calculate_status``): NewReplicaSetAvailable once complete, ReplicaSetUpdated (with a
     fresh lastUpdateTime) on any progress, ProgressDeadlineExceeded after the deadline."""
-    status = copy.deepcopy(new_status)
+    status = clone(new_status)
     if not deployment.has_progress_deadline:
         remove_condition(status, "Progressing")
     current = get_condition(old_status, "Progressing")

@@ -141,7 +141,8 @@ class Scheduler(KeyedLoop):
         self._pending: set[ObjKey] = set()
         self._placed: dict[ObjKey, tuple[str, str | None]] = {}  # pod -> (node, owner)
         self._per_node: Counter[str] = Counter()
-        self._per_owner: Counter[tuple[str | None, str]] = Counter()
+        # owner -> node -> pods: scoring reads one owner's row, not every owner's.
+        self._per_owner: dict[str | None, Counter[str]] = {}
         self._failed: dict[ObjKey, str] = {}  # pod -> last FailedScheduling message
         for key, stored in self.api.store.items(PODS, None):
             self._note(key, stored.obj)
@@ -176,7 +177,7 @@ class Scheduler(KeyedLoop):
                 owner = _owner(pod)
                 self._placed[key] = (str(node), owner)
                 self._per_node[str(node)] += 1
-                self._per_owner[(owner, str(node))] += 1
+                self._per_owner.setdefault(owner, Counter())[str(node)] += 1
         elif _pending(pod):
             if key not in self._pending:
                 self._pending.add(key)
@@ -190,7 +191,7 @@ class Scheduler(KeyedLoop):
             return False
         node, owner = placed
         self._per_node[node] -= 1
-        self._per_owner[(owner, node)] -= 1
+        self._per_owner[owner][node] -= 1
         return True
 
     def _retry_all(self) -> None:
@@ -212,13 +213,13 @@ class Scheduler(KeyedLoop):
         owner = _owner(pod)
         per_zone: Counter[str] = Counter()
         zone_of = {str(n["metadata"]["name"]): _zone(n) for n in nodes}
-        for (o, node), count in self._per_owner.items():
-            if o == owner and owner is not None:
-                per_zone[zone_of.get(node, "")] += count
+        owned: Counter[str] = self._per_owner.get(owner, Counter()) if owner else Counter()
+        for node, count in owned.items():
+            per_zone[zone_of.get(node, "")] += count
 
         def score(node: Obj) -> tuple[int, int, int, str]:
             name = str(node["metadata"]["name"])
-            mine = self._per_owner[(owner, name)] if owner else 0
+            mine = owned[name] if owner else 0
             zone = per_zone[_zone(node)] if owner else 0
             return (mine, zone, self._per_node[name], name)
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -28,6 +27,7 @@ from directlb.sim import meta
 from directlb.sim.api import Api, WriteOptions
 from directlb.sim.cluster import rollout
 from directlb.sim.cluster.config import ClusterConfig
+from directlb.sim.cluster.machinery import yield_to_loop
 from directlb.sim.cluster.rollout import HASH_LABEL, REVISION, DeploymentFacts, RSView, Strategy
 from directlb.sim.contracts import Obj, StatusError
 from directlb.sim.registry import ResourceInfo
@@ -169,6 +169,7 @@ class WorkQueue:
                 self.add(key)
             elif after is not None:
                 self.add_after(key, after)
+            await yield_to_loop()  # a queue with items hands the next one out without waiting
 
     def _backoff(self, key: Key) -> float:
         failures = self._failures[key] = self._failures.get(key, 0) + 1
@@ -441,7 +442,7 @@ class ReplicaSetController:
     async def _set_owner(
         self, pod: Obj, *, add: Obj | None = None, drop_uid: str | None = None
     ) -> Obj | None:
-        body = copy.deepcopy(pod)
+        body = meta.clone(pod)
         refs = [r for r in _meta(body).get("ownerReferences") or [] if r.get("uid") != drop_uid]
         if add is not None:
             refs.append(add)
@@ -499,12 +500,12 @@ class ReplicaSetController:
         }
         for field in ("labels", "annotations", "finalizers"):
             if tmeta.get(field):
-                metadata[field] = copy.deepcopy(tmeta[field])
+                metadata[field] = meta.clone(tmeta[field])
         body: Obj = {
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": metadata,
-            "spec": copy.deepcopy(template.get("spec") or {}),
+            "spec": meta.clone(template.get("spec") or {}),
         }
         namespace = _key(rs)[0]
         pod = await self.api.create(self.pod_info, namespace=namespace, body=body, opts=RS_USER)
@@ -793,16 +794,16 @@ class DeploymentController:
             raise _Requeue(0.0)
         result = stored.copy()
         if (_meta(current).get("annotations") or {}) != (_meta(d).get("annotations") or {}):
+            # (``Api.update`` decodes a copy of the body: nothing here needs copying.)
             result = await self.api.update(
                 self.d_info,
                 namespace=namespace,
                 name=name,
-                body=copy.deepcopy(d),
+                body=d,
                 opts=DEPLOYMENT_USER,
             )
         if _status(result) != _status(d):
-            body = copy.deepcopy(result)
-            body["status"] = copy.deepcopy(_status(d))
+            body = {**result, "status": _status(d)}
             result = await self.api.update(
                 self.d_info,
                 namespace=namespace,
@@ -842,7 +843,7 @@ class DeploymentController:
         surge = rollout.max_surge(facts.strategy, facts.replicas)
         min_ready = _int(_spec(d).get("minReadySeconds"))
         if existing is not None:
-            rs_copy = copy.deepcopy(existing)
+            rs_copy = meta.clone(existing)
             changed = rollout.set_new_rs_annotations(
                 d,
                 rs_copy,
@@ -884,14 +885,14 @@ class DeploymentController:
         facts = _facts(d)
         status = d.setdefault("status", {})
         collisions = status.get("collisionCount")
-        template = copy.deepcopy(_spec(d).get("template") or {})
+        template = meta.clone(_spec(d).get("template") or {})
         pod_hash = rollout.compute_hash(
             template, collisions if isinstance(collisions, int) else None
         )
         labels = dict((template.get("metadata") or {}).get("labels") or {})
         labels[HASH_LABEL] = pod_hash
         template.setdefault("metadata", {})["labels"] = labels
-        selector = copy.deepcopy(_spec(d).get("selector") or {})
+        selector = meta.clone(_spec(d).get("selector") or {})
         selector.setdefault("matchLabels", {})[HASH_LABEL] = pod_hash
         name = f"{facts.name}-{pod_hash}"
         namespace = _key(d)[0]
@@ -1003,7 +1004,7 @@ class DeploymentController:
             rs, facts.replicas, max_replicas
         ):
             return False, rs
-        body = copy.deepcopy(rs)
+        body = meta.clone(rs)
         body["spec"]["replicas"] = size
         rollout.set_replicas_annotations(body, facts.replicas, max_replicas)
         updated = await self._write_rs(body)
