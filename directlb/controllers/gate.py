@@ -21,7 +21,9 @@ them yet (:class:`Waiting`).
 (``DescribeTargetHealth``):
 
 * no backend selects the pod: True, ``NoLoadBalancerBackend`` (a gate must never hold a pod
-  that nothing will ever bind);
+  that nothing will ever bind). A backend refused every listener that would carry the pod, on
+  a CLB it shares with an object of ours created earlier (``ListenerConflict``), expects
+  nothing of it, so it counts as not selecting it;
 * every binding registered and healthy: True, ``LoadBalancerBackendHealthy``;
 * otherwise False, with the first blocking reason in this order: ``NotDirectlyReachable`` (the
   CLB cannot reach the pod's IP), ``HealthCheckFailed``, ``BackendNotRegistered``,
@@ -67,10 +69,12 @@ from lightkube.resources.core_v1 import Pod, Service
 from lightkube.types import PatchType
 
 from directlb.cloud.port import CloudLoadBalancers, CloudQuotas, TargetHealth
+from directlb.controllers.lbowner import Claimant, ListenerClaims
 from directlb.controllers.metrics import Metrics
 from directlb.controllers.service import (
     BY_SERVICE,
     LB_ID_ANNOTATION,
+    SERVICE_KIND,
     desired_from_caches,
     endpoint_views,
     known_cluster_version,
@@ -92,7 +96,7 @@ from directlb.model.service import (
     effective_mode,
     is_ours,
 )
-from directlb.plan.state import ListenerKey, RuleKey, TargetKind
+from directlb.plan.state import Listener, ListenerKey, RuleKey, TargetKind
 from directlb.webhook.server import GATE
 
 log = logging.getLogger("directlb.controllers.gate")
@@ -412,6 +416,13 @@ class ServiceBindings:
     Service until that Service, one of its EndpointSlices or a pod it selects changes (the same
     mapping that re-syncs it in the Service controller), or the quotas or version change. A
     resync changes nothing and keeps it.
+
+    On a CLB several objects adopt, a listener an object created earlier records is refused to
+    this Service (``ListenerConflict``) and never synced for it, so the gate expects none of
+    its bindings: ``claims`` (the Service controller's :class:`ListenerClaims`) decides which,
+    by the rule the sync uses. It is read at each check, not kept with the model's answer:
+    another object's record changes it, and that is no event of this Service. Reading it
+    costs one index look-up, and only for a Service that adopts a CLB.
     """
 
     def __init__(
@@ -423,6 +434,7 @@ class ServiceBindings:
         direct_routable_cidrs: Sequence[IPNetwork] = (),
         cloud: CloudLoadBalancers | None = None,
         version: VersionCache | None = None,
+        claims: ListenerClaims | None = None,
     ) -> None:
         self.services = services
         self.slices = slices
@@ -430,6 +442,8 @@ class ServiceBindings:
         self.cidrs = tuple(direct_routable_cidrs)
         self.cloud = cloud
         self.version = version
+        #: Who records which listener on adopted CLBs (None: no listener is ever refused).
+        self.claims = claims
         #: The cloud's quotas as :meth:`refresh` last read them (Tencent's defaults before).
         self.quotas = CloudQuotas()
         #: How many times the model ran (the memo missed).
@@ -500,10 +514,28 @@ class ServiceBindings:
             desired = self.desired(service)
             if desired.mode is not BackendMode.DIRECT:
                 continue
-            found.append(self._expectation(service, desired, pod))
+            expectation = self._expectation(service, desired, pod)
+            if expectation is not None:
+                found.append(expectation)
         return found
 
-    def _expectation(self, service: Any, desired: ServiceDesired, pod: Any) -> Expectation:
+    def refused(self, service: Any, desired: ServiceDesired) -> frozenset[ListenerKey]:
+        """The listeners of ``desired`` the Service controller does not sync for ``service``:
+        on its adopted CLB, those an object of ours created earlier records."""
+        intent = desired.load_balancer
+        if self.claims is None or intent is None or not intent.adopted:
+            return frozenset()
+        keys = (listener.key for listener in desired.listeners)
+        mine = Claimant.of(service, SERVICE_KIND)
+        return frozenset(self.claims.refused(intent.existing_id, keys, claimant=mine))
+
+    def _expectation(self, service: Any, desired: ServiceDesired, pod: Any) -> Expectation | None:
+        """What ``service`` expects of ``pod``; None when it will never bind the pod: every
+        place it would have is on a listener refused to it (no pod backend, as if it did not
+        select the pod)."""
+        refused = self.refused(service, desired)
+        if desired.actionable and desired.listeners and refused >= _keys(desired.listeners):
+            return None  # before anything about the pod: the Service binds no pod at all
         source = f"Service {key_of(service)}"
         name = pod.metadata.name or ""
         ip = (pod.status.podIP if pod.status else None) or ""
@@ -529,14 +561,17 @@ class ServiceBindings:
             return waiting(NOT_REGISTERED, f"the CLB of {source} does not exist yet")
         if not ip:
             return waiting(NOT_REGISTERED, "the pod has no IP yet")
-        bindings = tuple(
+        places = tuple(
             Binding(lb_id, listener.key, None, target.ip, target.port)
             for listener in desired.listeners
             for target in listener.targets
             if target.kind is TargetKind.ENI and target.ip == ip
         )
+        bindings = tuple(b for b in places if b.listener not in refused)
         if bindings:
             return Expectation(source, bindings=bindings)
+        if places:
+            return None  # only on refused listeners: nothing will register the pod there
         if not directly_routable(view, ip, self.cidrs):
             return waiting(
                 NOT_REACHABLE,
@@ -557,6 +592,10 @@ class ServiceBindings:
             f"{source} does not bind the pod on CLB {lb_id} (its problems: {reasons}; see its "
             "Events)",
         )
+
+
+def _keys(listeners: Iterable[Listener]) -> frozenset[ListenerKey]:
+    return frozenset(listener.key for listener in listeners)
 
 
 # --- health polling ------------------------------------------------------------------------------

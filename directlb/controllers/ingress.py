@@ -35,7 +35,7 @@ import base64
 import binascii
 import ipaddress
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -207,6 +207,10 @@ def all_ingresses(_: Event[Any], ingresses: Store[Any]) -> set[str]:
 # --- the reconciler -----------------------------------------------------------------------------
 
 
+#: Where an Ingress has a pod as a direct target: (listener, rule, target port).
+Place = tuple[ListenerKey, RuleKey, int]
+
+
 @dataclass(frozen=True)
 class SyncedIngress:
     """An Ingress's CLB as its last successful sync left it."""
@@ -216,21 +220,37 @@ class SyncedIngress:
     listeners: tuple[Listener, ...]
     services: frozenset[str]  # names of the Services it routes to (its namespace)
     asked_direct: bool = False  # what the direct-access annotation said at that sync
+    #: The listeners the model wanted but the sync refused (``ListenerConflict``: an object of
+    #: ours created earlier holds them on the shared adopted CLB). Not in ``listeners``.
+    refused: tuple[Listener, ...] = ()
 
     @cached_property
-    def places(self) -> Mapping[str, tuple[tuple[ListenerKey, RuleKey, int], ...]]:
+    def places(self) -> Mapping[str, tuple[Place, ...]]:
         """Pod IP -> every (listener, rule, port) that has it as a direct target, computed
         once per sync: the gate asks for each pending pod every couple of seconds, and an
         Ingress may carry thousands of targets."""
-        found: dict[str, list[tuple[ListenerKey, RuleKey, int]]] = {}
-        for listener in self.listeners:
-            for rule in listener.rules:
-                for target in rule.targets:
-                    if target.kind is TargetKind.ENI:
-                        found.setdefault(target.ip, []).append(
-                            (listener.key, rule.key, target.port)
-                        )
-        return {ip: tuple(places) for ip, places in found.items()}
+        return direct_places(self.listeners)
+
+    @cached_property
+    def refused_ips(self) -> frozenset[str]:
+        """The pod IPs the refused listeners would have had as direct targets."""
+        return frozenset(direct_places(self.refused))
+
+    @property
+    def refused_everything(self) -> bool:
+        """Every listener refused: the Ingress binds no pod on its CLB."""
+        return bool(self.refused) and not self.listeners
+
+
+def direct_places(listeners: Iterable[Listener]) -> dict[str, tuple[Place, ...]]:
+    """Pod IP -> every (listener, rule, port) of ``listeners`` that has it as a direct target."""
+    found: dict[str, list[Place]] = {}
+    for listener in listeners:
+        for rule in listener.rules:
+            for target in rule.targets:
+                if target.kind is TargetKind.ENI:
+                    found.setdefault(target.ip, []).append((listener.key, rule.key, target.port))
+    return {ip: tuple(places) for ip, places in found.items()}
 
 
 class IngressController:
@@ -331,13 +351,19 @@ class IngressController:
         self.owner.report(ingress, (final[-1][1] if final else first).problems)
         if final and retry is None:
             lb, desired = final[-1]
+            # Without a listener refused on a shared CLB (the sync's own decision): no gate
+            # waits on it.
+            on_clb = synced[-1] if synced else desired.listeners
+            kept = {listener.key for listener in on_clb}
             self.synced[key] = SyncedIngress(
                 lb_id=lb.lb_id,
                 direct=desired.mode is BackendMode.DIRECT,
-                # Without a listener refused on a shared CLB: no gate waits on it.
-                listeners=synced[-1] if synced else desired.listeners,
+                listeners=on_clb,
                 services=frozenset(b.split("/", 1)[1] for b in ingress_backend_services(ingress)),
                 asked_direct=asks_direct(ingress),
+                refused=tuple(
+                    listener for listener in desired.listeners if listener.key not in kept
+                ),
             )
             if self.on_synced is not None:
                 self.on_synced(view.namespace)
@@ -439,7 +465,9 @@ class IngressBindings:
     created, "nothing synced" must hold the gate rather than pass it as
     ``NoLoadBalancerBackend``. The controller re-checks the namespace's pods after every sync
     (``on_synced``), so a pod it then binds is seen at once. An Ingress whose direct access
-    the model refused (a cluster older than 1.12) binds nodes and holds no gate.
+    the model refused (a cluster older than 1.12) binds nodes and holds no gate, and so does
+    one refused, on a CLB it shares, every listener that would carry the pod
+    (``ListenerConflict``, as the sync decided it): nothing will ever register the pod there.
     """
 
     def __init__(self, *, controller: IngressController, services: Store[Any]) -> None:
@@ -491,12 +519,16 @@ class IngressBindings:
                 continue
             if not synced.direct:
                 continue  # direct access refused (cluster older than 1.12): nodes are bound
+            if synced.refused_everything:
+                continue  # every listener refused on the shared CLB: no pod is ever bound
             bindings = tuple(
                 GateBinding(synced.lb_id, listener, rule, ip, port)
                 for listener, rule, port in (synced.places.get(ip, ()) if ip else ())
             )
             if bindings:
                 found.append(Expectation(source, bindings=bindings))
+            elif ip and ip in synced.refused_ips:
+                continue  # only on refused listeners: nothing will register the pod there
             else:
                 found.append(
                     Expectation(

@@ -17,7 +17,8 @@ ingress model). Everything around it is here, written once:
   belong to the CLB of the CLB id annotation (the CLB last synced);
 * **a shared adopted CLB** (:class:`ListenerClaims`): a listener another Service or Ingress of
   ours records on the same CLB is never deleted, and is refused (``ListenerConflict``) to
-  whichever object was created later (creationTimestamp, then namespace, name, kind);
+  whichever object was created later (creationTimestamp, then namespace, name, kind), by
+  :func:`refused_listeners`, the rule the readiness gate expects listeners by too;
 * **the report**: the CLB id annotation, ``status.loadBalancer.ingress[].ip``, and the Events
   EnsuringLoadBalancer, EnsuredLoadBalancer, SyncLoadBalancerFailed, DeletedLoadBalancer, plus
   one per model problem (the problem's reason, Warning or Normal by its severity);
@@ -43,7 +44,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,6 +182,28 @@ class Claimant:
         return f"{self.kind.capitalize()} {self.namespace}/{self.name}"
 
 
+def refused_listeners(
+    wanted: Iterable[ListenerKey],
+    *,
+    claimant: Claimant,
+    others: Mapping[ListenerKey, Sequence[Claimant]],
+) -> dict[ListenerKey, Claimant]:
+    """The rule of a shared adopted CLB: the keys of ``wanted`` that ``claimant`` is refused,
+    each with the object that keeps it. ``others`` says who else records each key there; the
+    first created of them keeps the key if it came before ``claimant``. A key recorded only by
+    objects created later is ``claimant``'s to take (they refuse it at their next sync).
+
+    The one place this is decided: the sync (:meth:`LoadBalancerOwner._share`) and the
+    readiness gate (:meth:`ListenerClaims.refused`) must agree on it, or a gate waits for a
+    listener that is never synced."""
+    refused: dict[ListenerKey, Claimant] = {}
+    for key in wanted:
+        holder = min(others.get(key, ()), default=None)
+        if holder is not None and holder < claimant:
+            refused[key] = holder
+    return refused
+
+
 def recorded_lb_ids(kind: OwnerKind) -> Callable[[Any], list[str]]:
     """The ``BY_RECORDED_LB`` indexer of ``kind``'s store: the CLBs its record names."""
 
@@ -228,6 +251,13 @@ class ListenerClaims:
                 for key in record.get(lb_id, ()):
                     found.setdefault(key, []).append(claimant)
         return found
+
+    def refused(
+        self, lb_id: str, wanted: Iterable[ListenerKey], *, claimant: Claimant
+    ) -> dict[ListenerKey, Claimant]:
+        """The keys of ``wanted`` that ``claimant`` is refused on the adopted CLB ``lb_id``
+        (:func:`refused_listeners`), each with the object that keeps it."""
+        return refused_listeners(wanted, claimant=claimant, others=self.on(lb_id, besides=claimant))
 
 
 class LoadBalancerOwner:
@@ -545,7 +575,8 @@ class LoadBalancerOwner:
     ) -> tuple[tuple[Listener, ...], frozenset[ListenerKey], frozenset[ListenerKey]]:
         """On an adopted CLB, leave alone the listeners another object of ours records there.
 
-        A key we want that an object created before ours records is refused, with a
+        A key we want that an object created before ours records is refused
+        (:func:`refused_listeners`, which the readiness gate applies too), with a
         ``ListenerConflict`` Warning naming that object (the others are still synced); a key
         recorded by an object created after ours is taken (that object refuses it at its next
         sync). A key we recorded but want no more, if someone else records it too, is
@@ -555,9 +586,7 @@ class LoadBalancerOwner:
         if not others:
             return desired, wanted, owned
         mine = Claimant.of(obj, self.kind)
-        refused = {
-            key: min(others[key]) for key in wanted if key in others and min(others[key]) < mine
-        }
+        refused = refused_listeners(wanted, claimant=mine, others=others)
         for key, holder in sorted(refused.items(), key=lambda item: str(item[0])):
             self._event(
                 obj,

@@ -120,8 +120,11 @@ def build_manager(
         claims.watch(SERVICE_KIND, manager.informer(Service).store)
         claims.watch(INGRESS_KIND, manager.informer(Ingress).store)
         services = register_service_controller(manager, config, cloud, recorder, claims=claims)
-        # The gate models Services with the Service controller's cluster version.
-        gates = register_gate_controller(manager, config, cloud, recorder, version=services.version)
+        # The gate models Services with the Service controller's cluster version, and leaves
+        # out the listeners it refuses on a shared CLB by the same claims.
+        gates = register_gate_controller(
+            manager, config, cloud, recorder, version=services.version, claims=claims
+        )
         register_ingress_controller(manager, config, cloud, recorder, gates=gates, claims=claims)
     return manager
 
@@ -183,18 +186,24 @@ def register_gate_controller(
     recorder: EventRecorder,
     *,
     version: VersionCache | None = None,
+    claims: ListenerClaims | None = None,
 ) -> GateController:
     """The readiness-gate controller (pods), its health poller (one key) and the Service
     check for pods without a gate. Any Service, EndpointSlice or Pod change re-checks the
     pending pods of its namespace (a periodic resync is no change); an Ingress source adds
     itself with ``add_source``.
-    ``version``: the Service controller's cluster-version cache (else one of its own)."""
+    ``version``: the Service controller's cluster-version cache (else one of its own).
+    ``claims``: the Service controller's listener claims on adopted CLBs (else the Services'
+    records only), so that a gate never expects a listener refused to its Service."""
     services = manager.informer(Service)
     slices = manager.informer(EndpointSlice)
     pods = manager.informer(Pod)
     services.store.add_index(mapping.BY_NAMESPACE, mapping.index_by_namespace)
     pods.store.add_index(mapping.BY_NAMESPACE, mapping.index_by_namespace)
     slices.store.add_index(service_controller.BY_SERVICE, service_controller.slice_service)
+    if claims is None:
+        claims = ListenerClaims()
+        claims.watch(SERVICE_KIND, services.store)
     bindings = gate.ServiceBindings(
         services=services.store,
         slices=slices.store,
@@ -202,6 +211,7 @@ def register_gate_controller(
         direct_routable_cidrs=config.direct_routable_cidrs,
         cloud=cloud,
         version=version if version is not None else VersionCache.for_client(manager.client),
+        claims=claims,
     )
     poller = gate.HealthPoller(cloud)
     controller = GateController(

@@ -31,7 +31,15 @@ from directlb.kube.informer import Store
 from directlb.kube.mapping import BY_NAMESPACE, index_by_namespace
 from directlb.sim.contracts import PatchRequest
 from tests import support
-from tests.e2e.stack import DEADLINE, Stack, events_for, lb_id_of, running_stack
+from tests.e2e.stack import (
+    DEADLINE,
+    Stack,
+    events_for,
+    has_event,
+    lb_id_of,
+    running_stack,
+    targets_by_listener,
+)
 from tests.integration.cloud_support import calls, ledger_summary
 from tests.integration.test_sim_cluster_stack import DEPLOYMENT, SERVICE
 
@@ -342,6 +350,70 @@ async def test_pods_no_direct_backend_selects_are_released_at_once(stack: Stack)
     for pod in live(await pods_of(client, "lonely")):
         gate = gate_of(pod)
         assert (gate.status, gate.reason) == ("True", "NoLoadBalancerBackend")
+
+
+# --- a CLB two Services adopt ------------------------------------------------------------------
+
+
+def adopting(name: str, *, lb_id: str) -> dict[str, Any]:
+    """The seed's direct-access Service, on the existing CLB ``lb_id``, selecting ``app: name``."""
+    manifest = service(name, app=name)
+    manifest["metadata"]["annotations"]["service.kubernetes.io/tke-existed-lbid"] = lb_id
+    return manifest
+
+
+async def test_pods_of_a_service_refused_its_port_on_a_shared_clb_are_released_at_once(
+    stack: Stack, clb: Any
+) -> None:
+    """Two direct Services adopt one CLB on port 80. ``shared-a``, created first, keeps the
+    listener: its pods turn True once healthy there. ``shared-b`` is refused it
+    (ListenerConflict), so nothing will ever register its pods: their gates turn True at once
+    with NoLoadBalancerBackend (one write each), never waiting for the gate's timeout."""
+    client = stack.client
+    patches = count_status_patches(stack)
+    lb_id = await support.create_lb(clb, LoadBalancerName="shared")
+    await client.create(
+        from_dict(deployment("shared-a", app="shared-a", replicas=2)), namespace="default"
+    )
+    await client.create(from_dict(adopting("shared-a", lb_id=lb_id)), namespace="default")
+
+    async def a_healthy() -> bool:
+        pods = live(await pods_of(client, "shared-a"))
+        return len(pods) == 2 and all(
+            gate_reason(p) == "LoadBalancerBackendHealthy" and is_ready(p) for p in pods
+        )
+
+    await until(a_healthy)
+    # shared-a records TCP:80 before shared-b exists: shared-b is the later one, whatever
+    # the clock's one-second resolution makes of their creation times (then "-a" < "-b").
+    a = await client.get(Service, "shared-a", namespace="default")
+    assert a.metadata.annotations["directlb.io/listeners"] == f"{lb_id}=TCP:80"
+
+    # shared-b's pods only once the controller has refused shared-b the port: they are then
+    # selected by a Service the gate knows (a Service not cached yet would release them too).
+    await client.create(from_dict(adopting("shared-b", lb_id=lb_id)), namespace="default")
+    await until(lambda: has_event(client, "shared-b", "ListenerConflict"))
+    [conflict] = [e for e in await events_for(client, "shared-b") if e.reason == "ListenerConflict"]
+    assert conflict.type == "Warning" and "Service default/shared-a" in conflict.message
+    started = time.monotonic()
+    await client.create(
+        from_dict(deployment("shared-b", app="shared-b", replicas=2)), namespace="default"
+    )
+
+    async def b_released() -> bool:
+        pods = live(await pods_of(client, "shared-b"))
+        return len(pods) == 2 and all(is_ready(p) for p in pods)
+
+    await until(b_released)
+    released_after = time.monotonic() - started
+    assert released_after < stack.config.readiness_gate_timeout / 10, released_after
+    message = "no direct-access load balancer backend selects the pod"
+    for pod in live(await pods_of(client, "shared-b")):
+        assert patches.by_pod[pod.metadata.name] == [("True", "NoLoadBalancerBackend", message)]
+    # Listener 80 carries shared-a's pods only, as it did; shared-a's gates stay True.
+    a_ips = {p.status.podIP for p in live(await pods_of(client, "shared-a"))}
+    assert set(await targets_by_listener(stack.emulator, lb_id)) == {(80, ip, 80) for ip in a_ips}
+    assert await a_healthy()
 
 
 # --- never stuck: the timeout ---------------------------------------------------------------------

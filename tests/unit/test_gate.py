@@ -16,7 +16,7 @@ from lightkube import ApiError
 from lightkube.codecs import from_dict
 from lightkube.models.meta_v1 import Status
 
-from directlb.cloud.port import CloudQuotas, TargetHealth
+from directlb.cloud.port import CloudQuotas, LoadBalancer, LoadBalancerType, TargetHealth
 from directlb.controllers import gate
 from directlb.controllers.gate import (
     Binding,
@@ -34,13 +34,35 @@ from directlb.controllers.gate import (
     unchanged,
     with_timeout,
 )
+from directlb.controllers.ingress import IngressBindings, IngressController, SyncedIngress
+from directlb.controllers.lbowner import LISTENERS_ANNOTATION, ListenerClaims
 from directlb.controllers.metrics import Metrics
-from directlb.controllers.service import BY_SERVICE, LB_ID_ANNOTATION, slice_service
+from directlb.controllers.service import (
+    BY_SERVICE,
+    LB_ID_ANNOTATION,
+    SERVICE_KIND,
+    endpoint_views,
+    pod_view,
+    service_view,
+    slice_service,
+)
 from directlb.kube.informer import Event, Store
-from directlb.kube.mapping import BY_NAMESPACE, index_by_namespace
+from directlb.kube.mapping import (
+    BY_BACKEND_SERVICE,
+    BY_NAMESPACE,
+    index_by_namespace,
+    ingress_backend_services,
+)
 from directlb.kube.version import ServerVersion, VersionCache
 from directlb.kube.workqueue import WorkQueue, run_workers
-from directlb.plan.state import ListenerKey, ListenerProtocol, RuleKey
+from directlb.plan.state import (
+    Listener,
+    ListenerKey,
+    ListenerProtocol,
+    Rule,
+    RuleKey,
+    Target,
+)
 from directlb.webhook.server import GATE
 
 TCP80 = ListenerKey(ListenerProtocol.TCP, 80)
@@ -565,6 +587,242 @@ def test_the_gate_and_the_service_controller_share_one_model_path() -> None:
 
     assert "desired_from_caches(" in inspect.getsource(service_controller.ServiceController)
     assert "desired_from_caches(" in inspect.getsource(ServiceBindings)
+
+
+# --- a CLB shared by several objects of ours (ListenerConflict) ---------------------------------
+
+SHARED = "lb-s"
+TCP81 = ListenerKey(ListenerProtocol.TCP, 81)
+
+
+def adopting(
+    name: str,
+    *,
+    created: str,
+    ports: Sequence[tuple[int, int | str]] = ((80, 8080),),
+    app: str = "web",
+    recorded: str = "",
+) -> Any:
+    """A direct Service adopting the CLB ``SHARED`` (``ports``: port, targetPort), created at
+    ``created``; ``recorded``: the listener keys it records there (``TCP:80,TCP:81``)."""
+    annotations = {
+        "service.cloud.tencent.com/direct-access": "true",
+        "service.kubernetes.io/tke-existed-lbid": SHARED,
+        LB_ID_ANNOTATION: SHARED,
+    }
+    if recorded:
+        annotations[LISTENERS_ANNOTATION] = f"{SHARED}={recorded}"
+    return from_dict(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {
+                "name": name,
+                "namespace": "default",
+                "uid": f"svc-{name}",
+                "resourceVersion": "1",
+                "annotations": annotations,
+                "creationTimestamp": created,
+            },
+            "spec": {
+                "type": "LoadBalancer",
+                "selector": {"app": app},
+                "ports": [
+                    {"name": f"p{port}", "port": port, "protocol": "TCP", "targetPort": target}
+                    for port, target in ports
+                ],
+            },
+        }
+    )
+
+
+EARLY, LATE = "2026-01-01T11:00:00Z", "2026-01-01T11:30:00Z"
+
+
+def shared_source(*services: Any, pods: Sequence[Any] = ()) -> ServiceBindings:
+    """ServiceBindings over ``services`` with the Service controller's listener claims."""
+    pods = list(pods) or [pod()]
+    listed = [endpoint_slice("web", [(p.metadata.name, p.status.podIP) for p in pods])]
+    s, e, p = stores(services, listed, pods)
+    claims = ListenerClaims()
+    claims.watch(SERVICE_KIND, s)
+    return ServiceBindings(services=s, slices=e, pods=p, claims=claims)
+
+
+async def test_a_service_refused_its_only_listener_expects_nothing_of_its_pods() -> None:
+    """An earlier Service holds TCP:80 on the shared CLB: the Service controller never syncs
+    that listener for ``web``, so ``web``'s pods are no backend of it and their gates turn
+    True at once (NoLoadBalancerBackend), not after the gate's timeout."""
+    holder = adopting("aaa", created=EARLY, app="other", recorded="TCP:80")
+    web = adopting("web", created=LATE)
+    assert shared_source(web).expectations(pod()) == [  # alone, it would bind the pod
+        Expectation(SVC, bindings=(bind(lb=SHARED, port=8080),))
+    ]
+    source = shared_source(holder, web)
+    assert source.expectations(pod()) == []
+    assert source.expectations(pod(containers_ready=False)) == []  # nothing to wait for
+
+    client, cloud = FakeClient(), FakeCloud()
+    gc = GateController(
+        client=client,  # type: ignore[arg-type]
+        recorder=FakeRecorder(),  # type: ignore[arg-type]
+        pods=source.pods,
+        poller=HealthPoller(cloud, clock=Clock()),  # type: ignore[arg-type]
+        metrics=Metrics(),
+        sources=[source],
+        now=lambda: NOW,
+    )
+    assert await gc.reconcile("default/web-1") is None
+    [(_, body)] = client.patches
+    [condition] = body["status"]["conditions"]
+    assert (condition["status"], condition["reason"]) == ("True", gate.NO_BACKEND)
+    assert cloud.calls == []  # no health to wait for
+
+
+def test_a_service_refused_one_listener_expects_the_others_only() -> None:
+    holder = adopting("aaa", created=EARLY, app="other", recorded="TCP:80")
+    web = adopting("web", created=LATE, ports=((80, 8080), (81, 8080)))
+    [expectation] = shared_source(holder, web).expectations(pod())
+    assert expectation == Expectation(SVC, bindings=(bind(lb=SHARED, listener=TCP81, port=8080),))
+    # A pod only a refused listener would carry (the other's named targetPort does not
+    # resolve for it) is no backend either.
+    named = adopting("web", created=LATE, ports=((80, 8080), (81, "metrics")))
+    assert shared_source(holder, named).expectations(pod()) == []
+
+
+def test_the_earlier_service_keeps_expecting_a_listener_a_later_one_records() -> None:
+    """The race where the later Service recorded the port first: the earlier one takes it at
+    its sync, so its pods expect it; the later one's pods no longer do."""
+    later = adopting("zzz", created=LATE, app="other", recorded="TCP:80")
+    web = adopting("web", created=EARLY, recorded="")
+    [expectation] = shared_source(later, web).expectations(pod())
+    assert expectation.bindings == (bind(lb=SHARED, port=8080),)
+    holder = adopting("web", created=EARLY, recorded="TCP:80")
+    other_pod = pod("other-1", ip="10.0.0.9", labels={"app": "other"}, uid="uid-9")
+    source = shared_source(holder, adopting("zzz", created=LATE, app="other"), pods=[other_pod])
+    assert source.expectations(other_pod) == []
+
+
+def ingress_source(synced: SyncedIngress | None = None) -> IngressBindings:
+    """IngressBindings over one direct Ingress ``default/shop`` routing to Service ``web``
+    (which selects ``app: web``), last synced as ``synced``."""
+    services: Store[Any] = Store()
+    services.add_index(BY_NAMESPACE, index_by_namespace)
+    services.put(service())
+    ingresses: Store[Any] = Store()
+    ingresses.add_index(BY_BACKEND_SERVICE, ingress_backend_services)
+    web = {"service": {"name": "web", "port": {"number": 80}}}
+    route = {"path": "/", "pathType": "Prefix", "backend": web}
+    ingresses.put(
+        from_dict(
+            {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "Ingress",
+                "metadata": {
+                    "name": "shop",
+                    "namespace": "default",
+                    "annotations": {"ingress.cloud.tencent.com/direct-access": "true"},
+                },
+                "spec": {
+                    "ingressClassName": "qcloud",
+                    "rules": [{"host": "a.com", "http": {"paths": [route]}}],
+                },
+            }
+        )
+    )
+    classes: Store[Any] = Store()
+    classes.put(
+        from_dict(
+            {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "IngressClass",
+                "metadata": {"name": "qcloud"},
+                "spec": {"controller": "directlb.io/ingress-controller"},
+            }
+        )
+    )
+    controller = IngressController.__new__(IngressController)
+    controller.ingresses, controller.classes = ingresses, classes
+    controller.synced = {"default/shop": synced} if synced is not None else {}
+    return IngressBindings(controller=controller, services=services)
+
+
+def routing(protocol: ListenerProtocol, port: int, *ips: str) -> Listener:
+    targets = tuple(Target(ip, 8080) for ip in ips)
+    return Listener(protocol=protocol, port=port, rules=(Rule("a.com", "/", targets=targets),))
+
+
+def test_an_ingress_refused_a_listener_expects_no_pod_on_it() -> None:
+    """The Ingress controller's sync refused HTTP:80 (an earlier object holds it on the shared
+    CLB): its pods expect HTTPS:443 only, and a pod nothing else carries expects nothing."""
+    http = routing(ListenerProtocol.HTTP, 80, "10.0.0.5", "10.0.0.6")
+    https = routing(ListenerProtocol.HTTPS, 443, "10.0.0.5")
+
+    def synced(listeners: tuple[Listener, ...], refused: tuple[Listener, ...]) -> SyncedIngress:
+        return SyncedIngress(
+            lb_id=SHARED,
+            direct=True,
+            listeners=listeners,
+            services=frozenset({"web"}),
+            asked_direct=True,
+            refused=refused,
+        )
+
+    source = ingress_source(synced((https,), (http,)))
+    [bound] = source.expectations(pod())
+    assert [b.listener for b in bound.bindings] == [https.key]
+    assert source.expectations(pod("web-2", ip="10.0.0.6", uid="u2")) == []  # on HTTP:80 only
+    [unbound] = source.expectations(pod("web-3", ip="10.0.0.7", uid="u3"))
+    assert unbound.waiting is not None  # on no listener yet: it waits to be bound
+    # Every listener refused: no pod is ever bound, whether a target yet or not.
+    everything = ingress_source(synced((), (http, https)))
+    for p in (pod(), pod("web-3", ip="10.0.0.7", uid="u3", containers_ready=False)):
+        assert everything.expectations(p) == []
+    assert decide([], {}).reason == gate.NO_BACKEND
+
+
+class SharingOwner:
+    """The Ingress controller's LoadBalancerOwner on a shared CLB whose sync refuses HTTP:80
+    (an object of ours created earlier records it there)."""
+
+    async def add_finalizer(self, obj: Any) -> None:
+        return None
+
+    def report(self, obj: Any, problems: Any) -> None:
+        return None
+
+    async def converge(self, obj: Any, *, listeners: Any, synced: Any, **_: Any) -> None:
+        lb = LoadBalancer(
+            lb_id=SHARED, name="shared", type=LoadBalancerType.OPEN, vips=("1.2.3.4",)
+        )
+        synced(tuple(listener for listener in listeners(lb) if listener.port != 80))
+
+
+async def test_the_ingress_controller_remembers_what_its_sync_refused() -> None:
+    """What the gate reads of an Ingress is what its last sync left out, as the sync decided
+    it: the refused HTTP:80 was its only listener, so its pods expect nothing."""
+    source = ingress_source()
+    controller = source.controller
+    controller.owner = SharingOwner()  # type: ignore[assignment]
+    controller.on_synced = None
+    [svc] = source.services.items()
+    listed = endpoint_slice("web", [("web-1", "10.0.0.5")], ready=True)
+
+    async def inputs(view: Any, classes: Any) -> dict[str, Any]:
+        return {
+            "classes": classes,
+            "services": [service_view(svc)],
+            "endpoints": {"web": endpoint_views(listed)},
+            "pods": [pod_view(pod())],
+            "cluster_version": None,
+        }
+
+    controller._inputs = inputs  # type: ignore[method-assign]
+    assert await controller.reconcile("default/shop") is None
+    synced = controller.synced["default/shop"]
+    assert (synced.listeners, [str(li.key) for li in synced.refused]) == ((), ["HTTP:80"])
+    assert synced.refused_ips == {"10.0.0.5"}
+    assert source.expectations(pod()) == []
 
 
 def test_containers_ready_since() -> None:

@@ -29,6 +29,7 @@ from directlb.controllers.lbowner import (
     LoadBalancerOwner,
     format_listener_record,
     parse_listener_record,
+    refused_listeners,
 )
 from directlb.controllers.service import LB_ID_ANNOTATION, SERVICE_KIND
 from directlb.kube.informer import Store
@@ -434,6 +435,41 @@ async def test_an_ingress_holding_the_port_refuses_it_to_a_later_service() -> No
     [only] = cloud.syncs
     assert only.listeners == ()
     assert "ListenerConflict" in lbs.recorder.reasons  # type: ignore[attr-defined]
+
+
+def test_the_rule_the_first_created_of_those_recording_a_key_keeps_it() -> None:
+    """The one rule of a shared CLB, as the sync and the readiness gate both apply it."""
+    at = "2026-01-0{}T00:00:00Z".format
+    first, mine, later = (
+        Claimant.of(service(name=n, created=at(d)), SERVICE_KIND)
+        for n, d in (("first", 1), ("mine", 2), ("later", 3))
+    )
+    others = {TCP80: [later, first], TCP81: [later], UDP53: []}
+    assert refused_listeners([TCP80, TCP81, UDP53], claimant=mine, others=others) == {TCP80: first}
+    # The first created itself takes every key it wants; nothing recorded, nothing refused.
+    assert refused_listeners([TCP80, TCP81], claimant=first, others=others) == {}
+    assert refused_listeners([TCP80], claimant=mine, others={}) == {}
+    assert refused_listeners([], claimant=later, others=others) == {}
+
+
+async def test_the_claims_refuse_exactly_what_the_sync_leaves_out() -> None:
+    """``ListenerClaims.refused`` (what the readiness gate asks) and the sync agree, whatever
+    each other object records: the sync's listeners are the wanted ones without the refused."""
+    holders = [
+        service({LISTENERS_ANNOTATION: "lb-s=TCP:80"}, name="a", created="2026-01-01T00:00:00Z"),
+        service({LISTENERS_ANNOTATION: "lb-s=TCP:81"}, name="z", created="2026-01-03T00:00:00Z"),
+        service({LISTENERS_ANNOTATION: "lb-t=TCP:82"}, name="b", created="2026-01-01T00:00:00Z"),
+    ]
+    mine = service(created="2026-01-02T00:00:00Z")
+    claims = claims_of(*holders, mine)
+    refused = claims.refused("lb-s", [TCP80, TCP81], claimant=Claimant.of(mine, SERVICE_KIND))
+    assert {key: str(holder) for key, holder in refused.items()} == {TCP80: "Service ns/a"}
+    cloud = FakeCloud()
+    await owner(cloud, FakeClient(), claims).converge(
+        mine, intent=LoadBalancerIntent(existing_id="lb-s"), listeners=lambda _: tcp(80, 81, 82)
+    )
+    [synced] = cloud.syncs
+    assert {str(listener.key) for listener in synced.listeners} == {"TCP:81", "TCP:82"}
 
 
 async def test_release_never_deletes_a_listener_another_object_records() -> None:
