@@ -168,14 +168,14 @@ class Balancer:
             if not conns:
                 del self.active[key]
 
-    def forget_expired(self, bound: set[ProbeKey]) -> None:
+    def forget_expired(self, has_targets: Callable[[Scope], bool]) -> None:
+        """Drop expired sessions, and the round-robin state of scopes left without targets."""
         now = time.monotonic()
         for session, (_key, until) in list(self._sessions.items()):
             if until <= now:
                 del self._sessions[session]
-        scopes = {(k[0], k[1]) for k in bound}
         for scope in list(self._rr):
-            if scope not in scopes:
+            if not has_targets(scope):
                 del self._rr[scope]
 
 
@@ -232,7 +232,7 @@ class DataPlane:
         self.balancer = Balancer(health=health, config=config)
         self._served: dict[str, _Served] = {}  # listener id -> what serves it
         self._failed: dict[str, Frontend] = {}  # listeners that could not bind, not retried
-        self._bound: set[ProbeKey] = set()
+        self._lb_of: dict[str, str] = {}  # listener id -> CLB id, of the listeners served
         self._draining: set[ProbeKey] = set()
         self._seen_version = -1
         self._session: aiohttp.ClientSession | None = None
@@ -282,19 +282,38 @@ class DataPlane:
                     listener.port,
                     error,
                 )
-        self._bound = {key_of(lis, rule, t) for _lb, lis, rule, t in self.store.all_targets()}
-        self.balancer.forget_expired(self._bound)
+        self._lb_of = {listener_id: lb.lb_id for listener_id, (lb, _) in wanted.items()}
+        self.balancer.forget_expired(self._has_targets)
+
+    def _bound_to(self, scope: Scope) -> dict[TargetKey, Target]:
+        """The targets bound to a served listener or rule, looked up in the store as it is now:
+        copying every bound target at each change would cost O(all targets) per API call."""
+        listener_id, location_id = scope
+        lb = self.store.lbs.get(self._lb_of.get(listener_id, ""))
+        listener = lb.listeners.get(listener_id) if lb else None
+        if listener is None:
+            return {}
+        if not location_id:
+            return listener.targets
+        rule = listener.rules.get(location_id)
+        return rule.targets if rule else {}
+
+    def _has_targets(self, scope: Scope) -> bool:
+        return bool(self._bound_to(scope))
+
+    def _is_bound(self, key: ProbeKey) -> bool:
+        return (key[2], key[3]) in self._bound_to((key[0], key[1]))
 
     def _check_drains(self) -> None:
         loop = asyncio.get_running_loop()
         for key in list(self.balancer.active):
-            if key not in self._bound and key not in self._draining:
+            if not self._is_bound(key) and key not in self._draining:
                 self._draining.add(key)
                 loop.call_later(DRAIN_SECONDS, self._drain, key)
 
     def _drain(self, key: ProbeKey) -> None:
         self._draining.discard(key)
-        if key in self._bound:
+        if self._is_bound(key):
             return  # bound again during the drain
         conns = self.balancer.active.pop(key, set())
         if conns:

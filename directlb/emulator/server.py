@@ -16,9 +16,8 @@ import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
-from typing import Any, Literal, cast
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, Literal, NamedTuple, cast
 
 from aiohttp import web
 
@@ -49,8 +48,9 @@ HookPhase = Literal["received", "applied"]
 CallHook = Callable[[HookPhase, "Call"], Awaitable[bool]]
 
 
-@dataclass(slots=True)
-class LedgerEntry:
+class LedgerEntry(NamedTuple):
+    """One call, as ``/_emulator/ledger`` reports it."""
+
     seq: int
     at: float
     action: str
@@ -60,8 +60,45 @@ class LedgerEntry:
     task_cloud_seconds: float
     wall_seconds: float
     server_seconds: float
-    load_balancer_ids: list[str]
+    load_balancer_ids: tuple[str, ...]
     fault: str
+
+
+class Ledger:
+    """The newest calls, oldest first (at most ``size``); read as :class:`LedgerEntry` values.
+
+    Entries are stored as plain tuples of strings and numbers, which the garbage collector stops
+    tracking after their first collection. As objects they would stay tracked, and up to 200,000
+    of them would be traversed by every older-generation collection: tens of ms, during which
+    the API does not answer.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._rows: collections.deque[tuple[Any, ...]] = collections.deque(maxlen=size)
+
+    def append(self, entry: LedgerEntry) -> None:
+        self._rows.append(tuple(entry))
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __iter__(self) -> Iterator[LedgerEntry]:
+        return map(LedgerEntry._make, self._rows)
+
+    def __getitem__(self, index: int) -> LedgerEntry:
+        return LedgerEntry._make(self._rows[index])
+
+    def since(self, seq: int) -> list[LedgerEntry]:
+        """The entries after sequence number ``seq``, oldest first. Read from the newest end:
+        a benchmark polls for its last few calls, and a scan of the whole ledger would hold
+        the loop for milliseconds."""
+        newer: list[LedgerEntry] = []
+        for row in reversed(self._rows):
+            if row[0] <= seq:
+                break
+            newer.append(LedgerEntry._make(row))
+        newer.reverse()
+        return newer
 
 
 class RateLimiter:
@@ -144,7 +181,7 @@ class Emulator:
         )
         self.rate = RateLimiter(config.rate_limit, config.time_scale or 1.0)
         self.faults = FaultInjector(config)
-        self.ledger: collections.deque[LedgerEntry] = collections.deque(maxlen=LEDGER_SIZE)
+        self.ledger = Ledger(LEDGER_SIZE)
         self._seq = 0
         #: Optional test hook around every admitted request (see :data:`CallHook`).
         self.hook: CallHook | None = None
@@ -331,21 +368,20 @@ class Emulator:
         self, call: Call, code: str, started: float, server_seconds: float, fault: str
     ) -> None:
         self._seq += 1
-        self.ledger.append(
-            LedgerEntry(
-                seq=self._seq,
-                at=time.time(),
-                action=call.action,
-                code=code,
-                request_id=call.request_id,
-                cloud_seconds=round(call.cloud_seconds, 6),
-                task_cloud_seconds=round(call.task_cloud_seconds, 6),
-                wall_seconds=round(time.perf_counter() - started, 6),
-                server_seconds=round(server_seconds, 6),
-                load_balancer_ids=list(call.lb_ids),
-                fault=fault,
-            )
+        entry = LedgerEntry(
+            seq=self._seq,
+            at=time.time(),
+            action=call.action,
+            code=code,
+            request_id=call.request_id,
+            cloud_seconds=round(call.cloud_seconds, 6),
+            task_cloud_seconds=round(call.task_cloud_seconds, 6),
+            wall_seconds=round(time.perf_counter() - started, 6),
+            server_seconds=round(server_seconds, 6),
+            load_balancer_ids=tuple(call.lb_ids),
+            fault=fault,
         )
+        self.ledger.append(entry)
 
     # ----- the emulator's own endpoints ---------------------------------------------------
 
@@ -357,7 +393,7 @@ class Emulator:
                 "region": self.config.region,
                 "timeScale": self.config.time_scale,
                 "loadBalancers": len(self.store.lbs),
-                "targets": sum(1 for _ in self.store.all_targets()),
+                "targets": self.store.target_count,
                 "tasksRunning": running,
                 "calls": self._seq,
             }
@@ -368,7 +404,7 @@ class Emulator:
             since = int(request.query.get("since", "0"))
         except ValueError:
             raise web.HTTPBadRequest(text="since must be an integer") from None
-        entries = [asdict(e) for e in self.ledger if e.seq > since]
+        entries = [entry._asdict() for entry in self.ledger.since(since)]
         return web.json_response({"entries": entries, "last": self._seq})
 
     async def _target_health(self, request: web.Request) -> web.Response:
@@ -381,9 +417,7 @@ class Emulator:
         except ValueError:
             raise web.HTTPBadRequest(text="since must be an integer") from None
         by_action: dict[str, dict[str, Any]] = {}
-        for entry in self.ledger:
-            if entry.seq <= since:
-                continue
+        for entry in self.ledger.since(since):
             row = by_action.setdefault(
                 entry.action, {"calls": 0, "errors": {}, "cloud_seconds": 0.0}
             )
@@ -453,5 +487,5 @@ class Emulator:
             ) from None
         self.config.instances.update(pairs)
         self.store.set_meta("instances", json.dumps(self.config.instances))
-        self.store.version += 1  # health probes follow the new addresses
+        self.store.touch()  # health probes follow the new addresses
         return await self._instances_get(request)

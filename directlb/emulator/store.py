@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -120,6 +120,25 @@ class Task:
 _CHILDREN = {"listeners", "rules", "targets"}
 
 
+@dataclass(frozen=True)
+class Change:
+    """Where an applied change may have altered targets or their health checks.
+
+    Everything when no ``lb_id`` is set (see :meth:`Store.touch`); every listener of a CLB when
+    no ``listener_id`` is; one listener with its rules when no ``targets`` are; else just those
+    targets, of the listener (layer 4) or of its rule ``location_id``.
+    """
+
+    lb_id: str = ""
+    listener_id: str = ""
+    location_id: str = ""
+    targets: tuple[TargetKey, ...] | None = None
+
+
+#: Told of every change right after it is applied (see :meth:`Store.follow`).
+ChangeFollower = Callable[[Change], None]
+
+
 def attrs(record: Any) -> Doc:
     """The record's own fields as a JSON-able dict, without its children."""
     return {f.name: getattr(record, f.name) for f in fields(record) if f.name not in _CHILDREN}
@@ -163,7 +182,10 @@ class Store:
         self.lbs: dict[str, LoadBalancer] = {}
         self.tasks: dict[str, Task] = {}
         self.deals: dict[str, str] = {}  # DealName -> TaskId
-        self.version = 0  # bumped on every applied change; the health prober watches it
+        self.version = 0  # bumped on every applied change; the data plane watches it
+        #: Bound targets in all: kept as changes are applied, so counting them costs nothing.
+        self.target_count = 0
+        self._followers: list[ChangeFollower] = []
         self._load()
 
     # ----- reading -----------------------------------------------------------------------
@@ -179,6 +201,22 @@ class Store:
                 for rule in listener.rules.values():
                     for target in rule.targets.values():
                         yield lb, listener, rule, target
+
+    def follow(self, follower: ChangeFollower) -> None:
+        """Call ``follower`` after every applied operation with what it may have changed, so
+        that a follower (the health prober) updates only that instead of rescanning every
+        target."""
+        self._followers.append(follower)
+
+    def touch(self) -> None:
+        """Something every target may depend on changed outside the store (the instance
+        registry, which maps an InstanceId to its address): followers look at everything."""
+        self.version += 1
+        self._tell(Change())
+
+    def _tell(self, change: Change) -> None:
+        for follower in self._followers:
+            follower(change)
 
     def meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT v FROM meta WHERE k = ?", (key,)).fetchone()
@@ -205,6 +243,7 @@ class Store:
             raise
         for op in ops:
             self._mutate(op)
+            self._tell(_change_of(op))
         if task is not None:
             self.tasks[task.task_id] = task
             if task.deal_name:
@@ -305,7 +344,9 @@ class Store:
                 lb.listeners = old.listeners
             self.lbs[lb.lb_id] = lb
         elif kind == "del_lb":
-            self.lbs.pop(op["lb_id"], None)
+            gone = self.lbs.pop(op["lb_id"], None)
+            if gone is not None:
+                self.target_count -= sum(_bound_count(lis) for lis in gone.listeners.values())
         elif kind == "put_listener":
             doc = op["listener"]
             lb = self.lbs[doc["lb_id"]]
@@ -316,7 +357,9 @@ class Store:
                 listener.targets = old_listener.targets
             lb.listeners[listener.listener_id] = listener
         elif kind == "del_listener":
-            self.lbs[op["lb_id"]].listeners.pop(op["listener_id"], None)
+            gone_listener = self.lbs[op["lb_id"]].listeners.pop(op["listener_id"], None)
+            if gone_listener is not None:
+                self.target_count -= _bound_count(gone_listener)
         elif kind == "put_rule":
             doc = op["rule"]
             listener = self.lbs[doc["lb_id"]].listeners[doc["listener_id"]]
@@ -326,16 +369,23 @@ class Store:
                 rule.targets = old_rule.targets
             listener.rules[rule.location_id] = rule
         elif kind == "del_rule":
-            self.lbs[op["lb_id"]].listeners[op["listener_id"]].rules.pop(op["location_id"], None)
+            rules = self.lbs[op["lb_id"]].listeners[op["listener_id"]].rules
+            gone_rule = rules.pop(op["location_id"], None)
+            if gone_rule is not None:
+                self.target_count -= len(gone_rule.targets)
         elif kind == "put_targets":
             bound = self._targets_of(op)
+            before = len(bound)
             for doc in op["targets"]:
                 target = _target_from(doc)
                 bound[target.key] = target
+            self.target_count += len(bound) - before
         elif kind == "del_targets":
             bound = self._targets_of(op)
+            before = len(bound)
             for address, port in op["keys"]:
                 bound.pop((address, port), None)
+            self.target_count += len(bound) - before
 
     def _targets_of(self, op: Op) -> dict[TargetKey, Target]:
         listener = self.lbs[op["lb_id"]].listeners[op["listener_id"]]
@@ -378,6 +428,7 @@ class Store:
                 log.warning("event=orphan_row kind=target listener=%s", listener_id)
                 continue
             bound[target.key] = target
+        self.target_count = sum(1 for _ in self.all_targets())
         for row in self.db.execute(
             "SELECT id, action, lb_ids, status, message, ops, created, deal_name FROM tasks"
         ):
@@ -412,3 +463,32 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+
+def _bound_count(listener: Listener) -> int:
+    """Targets bound to a listener, directly (layer 4) or through its rules (layer 7)."""
+    return len(listener.targets) + sum(len(rule.targets) for rule in listener.rules.values())
+
+
+def _change_of(op: Op) -> Change:
+    """What an operation touches: targets, a listener (a rule is part of its listener's) or a
+    whole CLB."""
+    kind = op["op"]
+    if kind == "put_lb":
+        return Change(lb_id=op["lb"]["lb_id"])
+    if kind == "del_lb":
+        return Change(lb_id=op["lb_id"])
+    if kind == "put_listener":
+        return Change(lb_id=op["listener"]["lb_id"], listener_id=op["listener"]["listener_id"])
+    if kind == "put_rule":
+        return Change(lb_id=op["rule"]["lb_id"], listener_id=op["rule"]["listener_id"])
+    if kind in ("put_targets", "del_targets"):
+        keys = [(t["address"], t["port"]) for t in op["targets"]] if "targets" in op else op["keys"]
+        return Change(
+            lb_id=op["lb_id"],
+            listener_id=op["listener_id"],
+            location_id=op["location_id"],
+            targets=tuple((str(address), int(port)) for address, port in keys),
+        )
+    # del_listener and del_rule
+    return Change(lb_id=op["lb_id"], listener_id=op["listener_id"])

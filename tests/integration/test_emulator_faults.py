@@ -239,6 +239,24 @@ async def test_ledger_records_every_call(make_emulator: EmulatorFactory) -> None
         ("DescribeTargets", "Success"),
     ]
     assert [e["seq"] for e in entries] == list(range(1, 8))
+    # The entry's fields, in order: the ledger's format, which benchmarks read.
+    assert all(
+        list(e)
+        == [
+            "seq",
+            "at",
+            "action",
+            "code",
+            "request_id",
+            "cloud_seconds",
+            "task_cloud_seconds",
+            "wall_seconds",
+            "server_seconds",
+            "load_balancer_ids",
+            "fault",
+        ]
+        for e in entries
+    )
     by_action = {e["action"]: e for e in entries}
     registered = by_action["RegisterTargets"]
     assert registered["request_id"] == register["RequestId"]

@@ -218,6 +218,7 @@ def test_state_survives_reopening_the_file(opened: list[Store], state: Path) -> 
     reopened = open_store(opened, state)
     assert shape(reopened) == before
     assert reopened.lbs[LB].listeners[L7].rules[RULE].targets[("127.17.0.3", 8080)].weight == 10
+    assert reopened.target_count == 3
 
 
 def test_memory_store_is_not_a_file(opened: list[Store]) -> None:
