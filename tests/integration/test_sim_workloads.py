@@ -753,6 +753,97 @@ async def test_scaling_mid_rollout_is_proportional(
     assert copy.deepcopy(cluster.deployment("web"))["spec"]["replicas"] == 8
 
 
+async def test_a_stale_old_replica_set_status_does_not_scale_below_min_available(
+    cluster: Cluster, gate_hook: WebhookServer
+) -> None:
+    """The race real controllers run: the ReplicaSet controller scales an old ReplicaSet down
+    and reports the pods it listed before deleting one (spec 9, available 10); a Deployment
+    sync that reads that status before the next ReplicaSet sync must not take the deleted pod
+    for an available one (cleanupUnhealthyReplicas' "invalid request to scale down" ends
+    reconcileOldReplicaSets). Driven by hand, sync by sync, so the interleaving is certain."""
+    strategy = {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0},
+    }
+    await cluster.create(web(replicas=10, strategy=strategy))
+    await cluster.settled(lambda: len(cluster.pod_list("web")) == 10)
+    await cluster.open_gates(cluster.pod_list("web"))
+    await cluster.settled(
+        lambda: (cluster.deployment("web").get("status") or {}).get("availableReplicas") == 10
+    )
+    await cluster.change("web", set_image("nginx:1.26"))
+    await cluster.settled(
+        lambda: [r["spec"]["replicas"] for r in cluster.replica_sets("web")] == [10, 3]
+    )
+    census = Census(cluster, "web")
+    await cluster.controllers.stop()  # from here on, syncs run only when the test says so
+    replicasets = cluster.controllers.replicasets
+    deployments = cluster.controllers.deployments
+    old, new = ((NS, r["metadata"]["name"]) for r in cluster.replica_sets("web"))
+    new_pods = sorted(
+        (p for p in cluster.pod_list("web") if images([p]) == ["nginx:1.26"]),
+        key=lambda p: p["metadata"]["name"],
+    )
+
+    def ready() -> int:
+        return sum(pod_ready(p) for p in cluster.pod_list("web"))
+
+    def sizes() -> list[int]:
+        return [r["spec"]["replicas"] for r in cluster.replica_sets("web")]
+
+    async def make_ready(pods: list[Obj]) -> None:
+        names = {p["metadata"]["name"] for p in pods}
+        await cluster.open_gates(pods)
+
+        async def all_ready() -> bool:
+            pods = cluster.pod_list("web")
+            return sum(pod_ready(p) for p in pods if p["metadata"]["name"] in names) == len(names)
+
+        await wait_for(all_ready)
+
+    await make_ready(new_pods[:1])
+    await replicasets._sync(new)  # new: 3 pods, 1 available
+    await deployments._sync((NS, "web"))  # 10 + 1 available: one old pod may go
+    assert sizes() == [9, 3]
+    await replicasets._sync(old)  # deletes a pod, reports the 10 it listed before
+    status = cluster.replica_sets("web")[0]["status"]
+    assert (status["replicas"], status["availableReplicas"]) == (10, 10)
+    assert ready() == 10
+    await deployments._sync((NS, "web"))  # room for one more new pod
+    assert sizes() == [9, 4]
+
+    await make_ready(new_pods[1:])
+    await replicasets._sync(new)  # new: spec 4, 3 available
+    assert ready() == 12  # 9 old + 3 new
+    # maxScaledDown = 13 - 10 - (4 - 3) = 2, but the old ReplicaSet's status (spec 9,
+    # available 10) stops reconcileOldReplicaSets; counting its 10 would scale it to 6, for
+    # 9 Ready pods.
+    await deployments._sync((NS, "web"))
+    assert sizes() == [9, 4]
+    await replicasets._sync(old)  # now reports 9 available
+    assert cluster.replica_sets("web")[0]["status"]["availableReplicas"] == 9
+    await deployments._sync((NS, "web"))  # 12 available: 2 old pods may go
+    assert sizes() == [7, 4]
+    await replicasets._sync(old)
+    assert ready() == 10
+
+    cluster.controllers.start()  # the rest of the rollout, opening gates as pods come
+
+    async def finished() -> bool:
+        pods = cluster.pod_list("web")
+        unready = [p for p in pods if not pod_ready(p) and images([p]) == ["nginx:1.26"]]
+        await cluster.open_gates(unready)
+        status = cluster.deployment("web").get("status") or {}
+        return (
+            cluster.controllers.idle
+            and images(pods) == ["nginx:1.26"] * 10
+            and status.get("availableReplicas") == 10
+        )
+
+    await wait_for(finished)
+    assert census.min_ready is not None and census.min_ready >= 10
+
+
 async def test_refused_pods_show_as_replica_failure_until_admitted(
     sim: ApiServer, cluster: Cluster, ca: CertAuthority
 ) -> None:

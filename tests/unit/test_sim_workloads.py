@@ -173,6 +173,10 @@ def test_new_rs_new_replicas() -> None:
         (3, 1, 2, 3, 2, 0, []),  # stalled
         (3, 1, 2, 3, 2, 1, [("old", 1)]),
         (3, 1, 1, 3, 1, 3, [("old", 0)]),
+        # status older than a scale-down (10 available, spec 9): cleanupUnhealthyReplicas'
+        # "invalid request" ends it, the deleted pod is not counted as available
+        (10, 0, 9, 4, 10, 3, []),
+        (10, 0, 9, 4, 9, 3, [("old", 7)]),  # once the status has caught up
     ],
 )
 def test_reconcile_old_replica_sets(
@@ -206,6 +210,18 @@ def test_old_replica_sets_scale_down_oldest_first() -> None:
     )
     # min available 1, 4 available in active old sets: 3 may go, the oldest set first.
     assert steps == [("a", 0), ("b", 1)]
+
+
+def test_a_stale_old_replica_set_stops_the_scale_down_after_earlier_cleanups() -> None:
+    """Go keeps the cleanups done before the error, and scales nothing after it."""
+    olds = [
+        RSView("a", created="2024-01-01T00:00:00Z", replicas=2, available=1),
+        RSView("b", created="2024-01-02T00:00:00Z", replicas=8, available=9),
+    ]
+    steps = reconcile_old_replica_sets(
+        replicas=10, max_unavailable=0, new_rs=RSView("n", replicas=3, available=3), old_rss=olds
+    )
+    assert steps == [("a", 1)]
 
 
 @given(

@@ -177,7 +177,15 @@ def reconcile_old_replica_sets(
     do now, in order, as ``(name, new spec.replicas)`` steps: first unhealthy replicas
     (``cleanupUnhealthyReplicas``, bounded by ``maxScaledDown``), then available ones while
     more than ``replicas - maxUnavailable`` stay available
-    (``scaleDownOldReplicaSetsForRollingUpdate``)."""
+    (``scaleDownOldReplicaSetsForRollingUpdate``).
+
+    An old ReplicaSet reporting more available pods than its spec.replicas stops it all
+    there: that status predates a scale-down whose pods are still counted (the ReplicaSet
+    controller reports the pods it listed before deleting some). Go's
+    ``cleanupUnhealthyReplicas`` answers "invalid request to scale down" and
+    ``reconcileOldReplicaSets`` returns without scaling anything more; going on to
+    ``scaleDownOldReplicaSetsForRollingUpdate`` would count the deleted pods as available
+    and scale below ``replicas - maxUnavailable``."""
     old_rss = active(rs for rs in old_rss if rs.name != new_rs.name)
     if sum(rs.replicas for rs in old_rss) == 0:
         return []
@@ -199,8 +207,10 @@ def reconcile_old_replica_sets(
             continue
         count = min(max_scaled_down - cleaned, rs.replicas - rs.available)
         new_size = rs.replicas - count
-        if new_size > rs.replicas:  # the Go code's sanity check (available > spec)
-            break
+        if new_size > rs.replicas:
+            # Go's sanity check (status.availableReplicas > spec.replicas): an error that
+            # ends reconcileOldReplicaSets; scale-downs already done stay done.
+            return steps
         steps.append((rs.name, new_size))
         sizes[rs.name] = new_size
         cleaned += count

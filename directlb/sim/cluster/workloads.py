@@ -27,6 +27,7 @@ from directlb.sim import meta
 from directlb.sim.api import Api, WriteOptions
 from directlb.sim.cluster import rollout
 from directlb.sim.cluster.config import ClusterConfig
+from directlb.sim.cluster.machinery import yield_to_loop
 from directlb.sim.cluster.rollout import HASH_LABEL, REVISION, DeploymentFacts, RSView, Strategy
 from directlb.sim.contracts import Obj, StatusError
 from directlb.sim.registry import ResourceInfo
@@ -168,6 +169,7 @@ class WorkQueue:
                 self.add(key)
             elif after is not None:
                 self.add_after(key, after)
+            await yield_to_loop()
 
     def _backoff(self, key: Key) -> float:
         failures = self._failures[key] = self._failures.get(key, 0) + 1
