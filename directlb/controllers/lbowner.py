@@ -193,15 +193,28 @@ def refused_listeners(
     first created of them keeps the key if it came before ``claimant``. A key recorded only by
     objects created later is ``claimant``'s to take (they refuse it at their next sync).
 
+    A key is held by whoever records any key on the same port of the same port family: the
+    CLB gives TCP, TCP_SSL, HTTP and HTTPS one port space (UDP and QUIC another), so a
+    Service's TCP:80 and an Ingress's HTTP:80 cannot both be there (the cloud refuses the
+    second with ``InvalidParameter.PortCheckFailed``).
+
     The one place this is decided: the sync (:meth:`LoadBalancerOwner._share`) and the
     readiness gate (:meth:`ListenerClaims.refused`) must agree on it, or a gate waits for a
     listener that is never synced."""
+    holders: dict[tuple[str, int], list[Claimant]] = {}
+    for key, claimants in others.items():
+        holders.setdefault(_port_space(key), []).extend(claimants)
     refused: dict[ListenerKey, Claimant] = {}
     for key in wanted:
-        holder = min(others.get(key, ()), default=None)
+        holder = min(holders.get(_port_space(key), ()), default=None)
         if holder is not None and holder < claimant:
             refused[key] = holder
     return refused
+
+
+def _port_space(key: ListenerKey) -> tuple[str, int]:
+    """The part of a CLB's ports a listener occupies: its port within its protocol family."""
+    return key.protocol.port_family, key.port
 
 
 def recorded_lb_ids(kind: OwnerKind) -> Callable[[Any], list[str]]:

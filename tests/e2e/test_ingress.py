@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -579,6 +580,65 @@ async def test_adopted_clb_survives_deletion(stack: Stack) -> None:
 
     await wait(released)
     assert [lb.LoadBalancerId for lb in await load_balancers(stack.emulator)] == [lb_id]
+
+
+async def test_a_service_tcp_port_refuses_the_same_port_to_a_later_ingress_on_a_shared_clb(
+    stack: Stack,
+) -> None:
+    """A LoadBalancer Service holds TCP:80 on an adopted CLB; an Ingress adopting the same CLB
+    later wants HTTP:80, the same port space on a CLB: it gets ListenerConflict naming the
+    Service (not the cloud's PortCheckFailed through SyncLoadBalancerFailed), and the Service's
+    listener stays the only one on port 80."""
+    client = stack.client
+    await apps(stack, "web", node_port=True)
+    clb = support.async_client(stack.emulator)
+    try:
+        lb_id = await support.create_lb(clb, LoadBalancerName="shared-l4-l7")
+    finally:
+        await clb.close()
+    holder = service("holder", node_port=True)
+    holder["metadata"]["annotations"] = {"service.kubernetes.io/tke-existed-lbid": lb_id}
+    holder["spec"]["type"] = "LoadBalancer"
+    holder["spec"]["selector"] = {"app": "web"}
+    await client.create(Service.from_dict(holder), namespace=NS)
+
+    async def tcp_80() -> bool:
+        found = await listeners(stack.emulator, lb_id)
+        return [(x.Protocol, int(x.Port)) for x in found] == [("TCP", 80)]
+
+    await wait(tcp_80)
+    await support.wait_until(
+        lambda: _creation_second_passed(client, "holder"), timeout=DEADLINE, interval=0.1
+    )
+    spec = ingress(
+        "later",
+        rule("a.example.com", path("/", "Prefix", "web")),
+        annotations={
+            "kubernetes.io/ingress.class": "qcloud",
+            "kubernetes.io/ingress.existLbId": lb_id,
+        },
+        class_name=None,
+    )
+    await client.create(Ingress.from_dict(spec), namespace=NS)
+
+    async def refused() -> str | None:
+        return await warning(client, "later", "ListenerConflict")
+
+    await wait(refused)
+    message = await refused()
+    assert message is not None and "Service default/holder" in message and "80" in message
+    assert await warning(client, "later", "SyncLoadBalancerFailed") is None
+    assert await tcp_80()
+
+
+async def _creation_second_passed(client: AsyncClient, name: str) -> bool:
+    """creationTimestamp has a resolution of a second: wait until an object created now is
+    certainly later than ``name``."""
+    obj = await client.get(Service, name, namespace=NS)
+    created = obj.metadata.creationTimestamp if obj.metadata else None
+    if created is None:
+        return False
+    return (datetime.now(UTC) - created).total_seconds() >= 1.1
 
 
 async def test_adopting_a_clb_deletes_the_one_created_for_the_ingress(stack: Stack) -> None:

@@ -452,6 +452,25 @@ def test_the_rule_the_first_created_of_those_recording_a_key_keeps_it() -> None:
     assert refused_listeners([], claimant=later, others=others) == {}
 
 
+def test_a_port_is_held_across_the_protocols_of_its_family() -> None:
+    """TCP, TCP_SSL, HTTP and HTTPS share a CLB's port space (UDP and QUIC share another): a
+    Service's TCP:80 is refused where an Ingress created earlier records HTTP:80, and a UDP:80
+    is not."""
+    at = "2026-01-0{}T00:00:00Z".format
+    first, mine = (
+        Claimant.of(service(name=n, created=at(d)), SERVICE_KIND)
+        for n, d in (("first", 1), ("mine", 2))
+    )
+    http80 = ListenerKey(ListenerProtocol.HTTP, 80)
+    udp80 = ListenerKey(ListenerProtocol.UDP, 80)
+    quic80 = ListenerKey(ListenerProtocol.QUIC, 80)
+    assert refused_listeners([TCP80, udp80], claimant=mine, others={http80: [first]}) == {
+        TCP80: first
+    }
+    assert refused_listeners([udp80], claimant=mine, others={quic80: [first]}) == {udp80: first}
+    assert refused_listeners([TCP81], claimant=mine, others={http80: [first]}) == {}
+
+
 async def test_the_claims_refuse_exactly_what_the_sync_leaves_out() -> None:
     """``ListenerClaims.refused`` (what the readiness gate asks) and the sync agree, whatever
     each other object records: the sync's listeners are the wanted ones without the refused."""
