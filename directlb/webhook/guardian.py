@@ -14,6 +14,10 @@ event announces (a certificate getting old). Each pass (:meth:`Guardian.reconcil
    Service (or URL), ``caBundle`` exactly our CA, rules, failure policy, namespace selector and
    the other settings as built; creates or rewrites it when something differs.
 
+A new CA is rolled out without a gap: before the Secret gets it, the ``caBundle`` trusts it next
+to the old CA (:func:`with_ca`); the old CA is dropped only after :data:`CA_OVERLAP`, once every
+replica serves a certificate of the new one.
+
 Every repair emits an Event with a stable reason (:data:`CONFIGURATION_CREATED`,
 :data:`CONFIGURATION_REPAIRED`, :data:`CERTIFICATE_CREATED`, :data:`CERTIFICATE_ROTATED`) and
 calls ``on_repair(object, problem)`` once per problem, which the runtime turns into a metric.
@@ -70,12 +74,19 @@ log = logging.getLogger("directlb.webhook.guardian")
 KEY = "webhook"
 #: Seconds between two checks when nothing changes (certificate age has no event).
 RECHECK_PERIOD = 300.0
+#: How long the caBundle keeps trusting a replaced CA next to the new one. Every replica must
+#: have reloaded the new serving certificate by then: it follows the Secret through a watch
+#: event (a second or so), and a replica whose watch broke catches up when it relists, well
+#: within that. A fixed span is simpler than asking each replica what it serves, and keeping an
+#: old CA of ours a little longer costs nothing.
+CA_OVERLAP = datetime.timedelta(minutes=5)
 
 # Event reasons (stable: alerts and docs refer to them).
 CONFIGURATION_CREATED = "WebhookConfigurationCreated"
 CONFIGURATION_REPAIRED = "WebhookConfigurationRepaired"
 CERTIFICATE_CREATED = "WebhookCertificateCreated"
 CERTIFICATE_ROTATED = "WebhookCertificateRotated"
+CA_BUNDLE_EXTENDED = "WebhookCABundleExtended"
 
 # What on_repair is told (the metric's "object" label).
 CONFIGURATION = "configuration"
@@ -214,6 +225,32 @@ def ca_certificates(ca_bundle: str | None) -> set[bytes] | None:
         return None
 
 
+def with_ca(ca_bundle: str | None, ca_cert_pem: bytes) -> str:
+    """A base64 ``caBundle`` trusting ``ca_cert_pem`` and the readable certificates of
+    ``ca_bundle`` (the CAs the API server trusts now, which the replicas may still serve)."""
+    new = x509.load_pem_x509_certificate(ca_cert_pem).public_bytes(serialization.Encoding.DER)
+    kept = sorted((ca_certificates(ca_bundle) or set()) - {new})
+    pems = [
+        x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM) for der in kept
+    ]
+    return base64.b64encode(b"".join([ca_cert_pem, *pems])).decode()
+
+
+def _ca_bundle_problem(
+    have_ca: str | None, want_ca: str | None, *, old_cas_allowed: bool
+) -> Problem | None:
+    """What is wrong with a live ``caBundle``. Our CA plus replaced ones is fine while
+    ``old_cas_allowed`` (a CA rotation in progress); without our CA it never is."""
+    have, want = ca_certificates(have_ca), ca_certificates(want_ca)
+    if have == want:
+        return None
+    if have is None:
+        return Problem("ca-bundle", "caBundle is missing or not a certificate")
+    if want is not None and want < have:
+        return None if old_cas_allowed else Problem("ca-bundle", "caBundle trusts a replaced CA")
+    return Problem("ca-bundle", "caBundle is not our CA")
+
+
 def _where(call: Mapping[str, Any]) -> str:
     """Where a webhook ``clientConfig`` sends requests, for messages."""
     if call.get("url"):
@@ -227,12 +264,15 @@ def _where(call: Mapping[str, Any]) -> str:
     return "nothing"
 
 
-def configuration_problems(actual: Configuration | None, desired: Configuration) -> list[Problem]:
+def configuration_problems(
+    actual: Configuration | None, desired: Configuration, *, old_cas_allowed: bool = False
+) -> list[Problem]:
     """What differs between the configuration in the cluster and the one we want (pure).
 
     Server defaults are applied to both sides first, so a field the API server filled in is not
     a difference. Other webhooks added to *our* configuration are a problem too: they would run
-    under our name, and a broken one would be blamed on us."""
+    under our name, and a broken one would be blamed on us. ``old_cas_allowed``: during a CA
+    rotation, a ``caBundle`` trusting replaced CAs besides ours is not a problem yet."""
     if actual is None:
         return [Problem("missing", "the configuration does not exist")]
     want = [_defaulted(h) for h in desired.to_dict().get("webhooks") or []]
@@ -258,16 +298,9 @@ def configuration_problems(actual: Configuration | None, desired: Configuration)
                     f"calls {_where(have_call)} instead of {_where(want_call)}",
                 )
             )
-        have_certs = ca_certificates(have_ca)
-        if have_certs != ca_certificates(want_ca):
-            problems.append(
-                Problem(
-                    "ca-bundle",
-                    "caBundle is missing or not a certificate"
-                    if have_certs is None
-                    else "caBundle is not our CA",
-                )
-            )
+        ca_problem = _ca_bundle_problem(have_ca, want_ca, old_cas_allowed=old_cas_allowed)
+        if ca_problem is not None:
+            problems.append(ca_problem)
         settings: list[str] = []
         for key in sorted((set(hook) | set(wanted)) - {"name", "clientConfig"}):
             if hook.get(key) == wanted.get(key):
@@ -282,9 +315,13 @@ def configuration_problems(actual: Configuration | None, desired: Configuration)
     return problems
 
 
-def repaired_configuration(actual: Configuration | None, desired: Configuration) -> Configuration:
+def repaired_configuration(
+    actual: Configuration | None, desired: Configuration, *, keep_ca_bundle: bool = False
+) -> Configuration:
     """``desired``, carrying over the live object's metadata (resourceVersion for the
-    optimistic-concurrency check; labels and annotations others may have added)."""
+    optimistic-concurrency check; labels and annotations others may have added).
+    ``keep_ca_bundle``: keep the live ``caBundle`` of our webhook (it trusts our CA and, during a
+    CA rotation, the replaced one, which must not be dropped by repairing something else)."""
     if actual is None or actual.metadata is None:
         return desired
     meta = copy.deepcopy(actual.metadata)
@@ -293,7 +330,12 @@ def repaired_configuration(actual: Configuration | None, desired: Configuration)
         **((desired.metadata.labels if desired.metadata else None) or {}),
     }
     meta.managedFields = None
-    return Configuration(metadata=meta, webhooks=desired.webhooks)
+    webhooks = copy.deepcopy(desired.webhooks)
+    if keep_ca_bundle:
+        live = {h.name: h.clientConfig.caBundle for h in actual.webhooks or []}
+        for hook in webhooks or []:
+            hook.clientConfig.caBundle = live.get(hook.name, hook.clientConfig.caBundle)
+    return Configuration(metadata=meta, webhooks=webhooks)
 
 
 def _codes(problems: Sequence[Problem]) -> list[str]:
@@ -330,6 +372,11 @@ class Guardian:
     recheck_period: float = RECHECK_PERIOD
     repairs: list[Repair] = field(default_factory=list)
     checks: int = 0
+    # Since when the caBundle may trust replaced CAs besides the Secret's (CA_OVERLAP). Kept in
+    # memory: a new leader cannot know when the replicas last reloaded, so it counts from its
+    # own first check, which at worst keeps an old CA of ours a few minutes longer. That is
+    # simpler than an annotation (another write, one more field users can edit) and as safe.
+    old_cas_trusted_since: datetime.datetime | None = None
 
     def concerns(self, obj: Any) -> bool:
         """Whether an informer event about ``obj`` is about our configuration or Secret."""
@@ -345,6 +392,8 @@ class Guardian:
     async def reconcile(self, key: str = KEY) -> float | None:
         """One pass: Secret, TLS, configuration. Returns the re-check delay."""
         self.checks += 1
+        if self.old_cas_trusted_since is None:
+            self.old_cas_trusted_since = self.clock()
         bundle = await self.ensure_secret()
         self.serve(bundle)
         await self.ensure_configuration(bundle)
@@ -369,6 +418,8 @@ class Guardian:
         plan = certs.plan_bundle(existing, self.target.hosts, now=self.clock())
         if not plan.changed:
             return plan.bundle
+        if plan.new_ca:
+            await self.trust_new_ca(plan.bundle.ca_cert_pem)
         if secret is None:
             secret = certs.secret_for(
                 plan.bundle,
@@ -424,10 +475,41 @@ class Guardian:
                 return None
             raise
 
+    def old_cas_allowed(self) -> bool:
+        since = self.old_cas_trusted_since
+        return since is not None and self.clock() - since < CA_OVERLAP
+
+    async def trust_new_ca(self, ca_cert_pem: bytes) -> None:
+        """Make the live caBundle trust ``ca_cert_pem`` besides the CAs it trusts now, before the
+        Secret switches the replicas to a certificate the new CA signed: a replica still serving
+        the old certificate and one serving the new are both verified, so no call fails. The
+        old CAs stay for :data:`CA_OVERLAP` (:meth:`old_cas_allowed`)."""
+        actual = await self.read_configuration()
+        ours = self.target.configuration(ca_cert_pem).webhooks or []
+        names = {hook.name for hook in ours}
+        hooks = [h for h in (actual.webhooks or []) if h.name in names] if actual else []
+        if actual is None or not hooks:  # nothing trusts the old CA: nothing to keep
+            return
+        for hook in hooks:
+            hook.clientConfig.caBundle = with_ca(hook.clientConfig.caBundle, ca_cert_pem)
+        actual.metadata = _fresh_meta(actual.metadata)
+        written = await self.client.replace(actual)
+        self.old_cas_trusted_since = self.clock()
+        self._repaired(
+            CONFIGURATION,
+            written,
+            reason=CA_BUNDLE_EXTENDED,
+            problems=[],  # a step of the Secret's repair, counted there
+            type=NORMAL,
+            message=f"caBundle trusts a new CA besides the current one for {CA_OVERLAP}, "
+            "while the webhook switches to a certificate it signed",
+        )
+
     async def ensure_configuration(self, bundle: certs.Bundle) -> None:
         actual = await self.read_configuration()
         desired = self.target.configuration(bundle.ca_cert_pem)
-        problems = configuration_problems(actual, desired)
+        old_cas_allowed = self.old_cas_allowed()
+        problems = configuration_problems(actual, desired, old_cas_allowed=old_cas_allowed)
         if not problems:
             return
         details = "; ".join(p.detail for p in problems)
@@ -444,7 +526,8 @@ class Guardian:
                 f" calling {_where(desired.to_dict()['webhooks'][0]['clientConfig'])}",
             )
             return
-        configuration = repaired_configuration(actual, desired)
+        keep_ca_bundle = old_cas_allowed and "ca-bundle" not in _codes(problems)
+        configuration = repaired_configuration(actual, desired, keep_ca_bundle=keep_ca_bundle)
         written = await self.client.replace(configuration)
         self._repaired(
             CONFIGURATION,

@@ -127,8 +127,9 @@ class Harness:
 
     async def sound(self) -> bool:
         """Everything a pod's gate depends on holds, seen from outside the controller: the
-        configuration calls a live URL for pod CREATE, Ignore, trusting exactly the Secret's
-        CA, and the server there presents the Secret's certificate, valid now for its host."""
+        configuration calls a live URL for pod CREATE, Ignore, trusting the Secret's CA (and
+        during a CA rotation the replaced one too), and the server there presents the Secret's
+        certificate, valid now for its host."""
         configuration, secret = await self.configuration(), await self.secret()
         if configuration is None or secret is None:
             return False
@@ -141,7 +142,9 @@ class Harness:
         if (rule.operations, rule.resources) != (["CREATE"], ["pods"]):
             return False
         data = secret.data or {}
-        if hook.clientConfig.caBundle != data.get(certs.CA_CRT) or not hook.clientConfig.url:
+        if not trusts(hook.clientConfig.caBundle, data.get(certs.CA_CRT)):
+            return False
+        if not hook.clientConfig.url:
             return False
         served = await served_certificate(hook.clientConfig.url, base64.b64decode(data["ca.crt"]))
         return served == base64.b64decode(data[certs.TLS_CRT])
@@ -189,6 +192,12 @@ class Harness:
 
         await support.wait_until(counted, timeout=DEADLINE, interval=0.05)
         await support.wait_until(self.sound, timeout=DEADLINE, interval=0.05)
+
+
+def trusts(ca_bundle: str | None, ca: str | None) -> bool:
+    """Whether the base64 ``ca_bundle`` trusts the base64 CA certificate ``ca``."""
+    trusted, wanted = guardian.ca_certificates(ca_bundle), guardian.ca_certificates(ca)
+    return trusted is not None and wanted is not None and wanted <= trusted
 
 
 def metric(text: str, name: str, labels: str) -> float:
@@ -283,7 +292,10 @@ async def test_deleted_configuration_is_recreated(harness: Harness) -> None:
 
 
 async def test_deleted_secret_is_recreated_with_a_new_ca(harness: Harness) -> None:
-    h = await started(harness)
+    """A new CA: the caBundle trusts the old and the new one for a while (the replicas switch
+    certificates meanwhile), then only the new one."""
+    clock = Clock(datetime.datetime.now(datetime.UTC))
+    h = await started(harness, clock=clock)
     before = await h.secret()
     assert before is not None
     await h.client.delete(Secret, WEBHOOK_SECRET_NAME, namespace=CONTROLLER_NAMESPACE)
@@ -291,7 +303,25 @@ async def test_deleted_secret_is_recreated_with_a_new_ca(harness: Harness) -> No
     after = await h.secret()
     assert after is not None and after.data is not None and before.data is not None
     assert after.data[certs.CA_CRT] != before.data[certs.CA_CRT]  # a new CA ...
-    assert await h.repairs("configuration", "ca-bundle") == 1  # ... so a new caBundle
+    configuration = await h.configuration()
+    assert configuration is not None
+    ca_bundle = (configuration.webhooks or [])[0].clientConfig.caBundle
+    assert trusts(ca_bundle, before.data[certs.CA_CRT])  # ... trusted next to the old one
+    assert trusts(ca_bundle, after.data[certs.CA_CRT])
+    assert await h.repairs("configuration", "ca-bundle") == 0
+    assert await h.pod_gates() == [GATE]
+
+    clock.now += guardian.CA_OVERLAP
+    await h.healed("configuration", "ca-bundle")
+
+    async def only_the_new_ca() -> bool:
+        configuration = await h.configuration()
+        assert configuration is not None
+        hook = (configuration.webhooks or [])[0]
+        return hook.clientConfig.caBundle == after.data[certs.CA_CRT]
+
+    await support.wait_until(only_the_new_ca, timeout=DEADLINE, interval=0.05)
+    assert await h.repairs("configuration", "ca-bundle") == 1
     assert await h.pod_gates() == [GATE]
 
 

@@ -3,6 +3,7 @@ alone, that a racing writer is never overwritten blindly, and its Events and rep
 
 from __future__ import annotations
 
+import base64
 import datetime
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -135,31 +136,82 @@ async def test_a_racing_writer_is_not_overwritten_blindly(env: Env) -> None:
     assert env.recorded.repairs[-1] == ("configuration", "failure-policy")
 
 
+async def read_bundle(env: Env) -> certs.Bundle:
+    secret = await env.client.get(Secret, "directlb-webhook-tls", namespace="kube-system")
+    bundle = certs.bundle_in_secret(secret.data)
+    assert bundle is not None
+    return bundle
+
+
+async def trusted_cas(env: Env) -> set[bytes] | None:
+    """The CAs the configuration's caBundle trusts (DER)."""
+    configuration = await env.client.get(MutatingWebhookConfiguration, "directlb-pod-readiness")
+    return guardian.ca_certificates((configuration.webhooks or [])[0].clientConfig.caBundle)
+
+
+def cas(*bundles: certs.Bundle) -> set[bytes] | None:
+    pems = b"".join(b.ca_cert_pem for b in bundles)
+    return guardian.ca_certificates(base64.b64encode(pems).decode())
+
+
 async def test_clock_drives_rotation_and_a_new_ca_updates_the_ca_bundle(env: Env) -> None:
     await env.guardian.reconcile()
-    before = certs.bundle_in_secret(
-        (await env.client.get(Secret, "directlb-webhook-tls", namespace="kube-system")).data
-    )
-    assert before is not None
+    before = await read_bundle(env)
     env.clock.now += datetime.timedelta(days=300)  # serving certificate: a third left
     await env.guardian.reconcile()
     assert env.recorded.repairs[-1] == ("secret", "serving-expiring")
     assert env.recorded.events[-1][2:] == ("Normal", guardian.CERTIFICATE_ROTATED)
     env.clock.now += datetime.timedelta(days=3000)  # the CA itself: renewed, caBundle follows
     await env.guardian.reconcile()
-    assert env.recorded.repairs[-2:] == [
-        ("secret", "ca-invalid-or-expiring"),
-        ("configuration", "ca-bundle"),
+    assert env.recorded.repairs[-1] == ("secret", "ca-invalid-or-expiring")
+    assert [e[3] for e in env.recorded.events[-2:]] == [
+        guardian.CA_BUNDLE_EXTENDED,  # first the caBundle trusts both CAs ...
+        guardian.CERTIFICATE_ROTATED,  # ... then the replicas switch to the new one
     ]
-    after = certs.bundle_in_secret(
-        (await env.client.get(Secret, "directlb-webhook-tls", namespace="kube-system")).data
-    )
+    after = await read_bundle(env)
+    assert after.ca_cert_pem != before.ca_cert_pem
+    assert await trusted_cas(env) == cas(before, after)
+    await assert_old_ca_dropped_after_the_overlap(env, after)
+
+
+async def test_a_deleted_secret_keeps_the_old_ca_trusted_for_a_while(env: Env) -> None:
+    """The old CA's key is gone with the Secret, but the replicas still serve its certificate
+    from memory until they reload: the caBundle trusts it until the overlap is over."""
+    await env.guardian.reconcile()
+    before = await read_bundle(env)
+    await env.client.delete(Secret, "directlb-webhook-tls", namespace="kube-system")
+    await env.guardian.reconcile()
+    assert env.recorded.repairs[-1] == ("secret", "missing")
+    after = await read_bundle(env)
+    assert await trusted_cas(env) == cas(before, after)
+    await assert_old_ca_dropped_after_the_overlap(env, after)
+
+
+async def assert_old_ca_dropped_after_the_overlap(env: Env, current: certs.Bundle) -> None:
+    repairs = len(env.recorded.repairs)
+    env.clock.now += guardian.CA_OVERLAP - datetime.timedelta(seconds=1)
+    await env.guardian.reconcile()
+    assert len(env.recorded.repairs) == repairs  # both CAs are still trusted: no problem yet
+    assert len(await trusted_cas(env) or ()) == 2
+    env.clock.now += datetime.timedelta(seconds=1)
+    await env.guardian.reconcile()
+    assert env.recorded.repairs[repairs:] == [("configuration", "ca-bundle")]
+    assert env.recorded.events[-1][2:] == ("Warning", guardian.CONFIGURATION_REPAIRED)
+    assert await trusted_cas(env) == cas(current)
+
+
+async def test_a_repair_during_the_overlap_keeps_both_cas(env: Env) -> None:
+    await env.guardian.reconcile()
+    before = await read_bundle(env)
+    await env.client.delete(Secret, "directlb-webhook-tls", namespace="kube-system")
+    await env.guardian.reconcile()
+    after = await read_bundle(env)
     configuration = await env.client.get(MutatingWebhookConfiguration, "directlb-pod-readiness")
-    assert after is not None and after.ca_cert_pem != before.ca_cert_pem
-    ca_bundle = (configuration.webhooks or [])[0].clientConfig.caBundle
-    assert guardian.ca_certificates(ca_bundle) == guardian.ca_certificates(
-        certs.secret_data(after)[certs.CA_CRT]
-    )
+    (configuration.webhooks or [])[0].failurePolicy = "Fail"
+    await env.client.replace(configuration)
+    await env.guardian.reconcile()
+    assert env.recorded.repairs[-1] == ("configuration", "failure-policy")
+    assert await trusted_cas(env) == cas(before, after)
 
 
 async def test_a_secret_without_a_ca_is_rewritten_in_place(env: Env) -> None:

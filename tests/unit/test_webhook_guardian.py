@@ -19,6 +19,7 @@ from directlb.webhook.guardian import (
     configuration_problems,
     repaired_configuration,
     tls_from_secret,
+    with_ca,
 )
 from directlb.webhook.server import ReloadingTLS
 
@@ -133,6 +134,56 @@ def test_ca_bundle(bundle: certs.Bundle) -> None:
     actual["webhooks"][0]["clientConfig"]["caBundle"] = base64.b64encode(pem).decode()
     assert codes(actual, desired) == []
     assert ca_certificates(None) is None
+
+
+def test_ca_bundle_during_a_ca_rotation(bundle: certs.Bundle) -> None:
+    """While a new CA rolls out, ours plus a replaced CA is fine; after, the replaced CA is a
+    problem. A caBundle without our CA, or unreadable, is a problem at once."""
+    desired = SERVICE_TARGET.configuration(bundle.ca_cert_pem)
+    old_ca, _ = certs.new_ca(now=NOW)
+
+    def problems(ca_bundle: str, *, old_cas_allowed: bool) -> list[str]:
+        actual = as_server_returns(desired)
+        actual["webhooks"][0]["clientConfig"]["caBundle"] = ca_bundle
+        parsed = MutatingWebhookConfiguration.from_dict(actual)
+        return [
+            p.code for p in configuration_problems(parsed, desired, old_cas_allowed=old_cas_allowed)
+        ]
+
+    both = with_ca(base64.b64encode(old_ca).decode(), bundle.ca_cert_pem)
+    assert ca_certificates(both) == (
+        ca_certificates(base64.b64encode(old_ca + bundle.ca_cert_pem).decode())
+    )
+    assert problems(both, old_cas_allowed=True) == []
+    assert problems(both, old_cas_allowed=False) == ["ca-bundle"]
+    only_old = base64.b64encode(old_ca).decode()
+    garbage = base64.b64encode(b"junk").decode()
+    for broken in (only_old, garbage, ""):
+        assert problems(broken, old_cas_allowed=True) == ["ca-bundle"]
+    ours = base64.b64encode(bundle.ca_cert_pem).decode()
+    assert problems(ours, old_cas_allowed=True) == []
+
+
+def test_with_ca_keeps_readable_cas_once(bundle: certs.Bundle) -> None:
+    ours = base64.b64encode(bundle.ca_cert_pem).decode()
+    assert ca_certificates(with_ca(ours, bundle.ca_cert_pem)) == ca_certificates(ours)
+    assert ca_certificates(with_ca("%%%", bundle.ca_cert_pem)) == ca_certificates(ours)
+    assert ca_certificates(with_ca(None, bundle.ca_cert_pem)) == ca_certificates(ours)
+
+
+def test_a_repair_during_a_ca_rotation_can_keep_the_live_ca_bundle(bundle: certs.Bundle) -> None:
+    desired = SERVICE_TARGET.configuration(bundle.ca_cert_pem)
+    old_ca, _ = certs.new_ca(now=NOW)
+    both = with_ca(base64.b64encode(old_ca).decode(), bundle.ca_cert_pem)
+    actual = as_server_returns(desired)
+    actual["webhooks"][0]["clientConfig"]["caBundle"] = both
+    actual["webhooks"][0]["rules"] = []
+    live = MutatingWebhookConfiguration.from_dict(actual)
+    kept = repaired_configuration(live, desired, keep_ca_bundle=True)
+    assert (kept.webhooks or [])[0].clientConfig.caBundle == both
+    assert configuration_problems(kept, desired, old_cas_allowed=True) == []
+    restored = repaired_configuration(live, desired)
+    assert configuration_problems(restored, desired) == []
 
 
 def test_url_and_service_are_told_apart(bundle: certs.Bundle) -> None:
