@@ -492,8 +492,10 @@ class Guardian:
             return
         for hook in hooks:
             hook.clientConfig.caBundle = with_ca(hook.clientConfig.caBundle, ca_cert_pem)
-        actual.metadata = _fresh_meta(actual.metadata)
-        written = await self.client.replace(actual)
+        configuration = Configuration(
+            metadata=_fresh_meta(actual.metadata), webhooks=actual.webhooks
+        )
+        written = await self.client.replace(configuration)
         self.old_cas_trusted_since = self.clock()
         self._repaired(
             CONFIGURATION,
