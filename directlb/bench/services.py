@@ -284,37 +284,30 @@ class ServingLog:
             self.seen.append((now, service, address))
 
 
-class GcPauses:
-    """A ``gc.callbacks`` entry: the duration of each full (generation 2) collection."""
+class GcLog:
+    """A ``gc.callbacks`` entry: the duration of every collection, by generation."""
 
     def __init__(self) -> None:
-        self.full: list[float] = []
+        self.collections: list[tuple[int, float]] = []  # (generation, seconds)
         self._started = 0.0
 
     def __call__(self, phase: str, info: dict[str, Any]) -> None:
-        if info.get("generation") != 2:
-            return
         if phase == "start":
             self._started = time.perf_counter()
         else:
-            self.full.append(time.perf_counter() - self._started)
+            self.collections.append((info["generation"], time.perf_counter() - self._started))
+
+    @property
+    def full(self) -> list[float]:
+        """The durations of the full (generation 2) collections."""
+        return [seconds for generation, seconds in self.collections if generation == 2]
+
+    @property
+    def seconds(self) -> float:
+        return sum(seconds for _, seconds in self.collections)
 
     def clear(self) -> None:
-        self.full.clear()
-
-
-class GcTime:
-    """A ``gc.callbacks`` entry: the time spent in every collection, all generations."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self._started = 0.0
-
-    def __call__(self, phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            self._started = time.perf_counter()
-        else:
-            self.seconds += time.perf_counter() - self._started
+        self.collections.clear()
 
 
 class CloudCalls:
@@ -475,6 +468,11 @@ class Pass:
     gc_seconds: float
 
 
+def _median(passes: list[Pass]) -> Pass:
+    """The pass of median CPU (the lower middle one for an even count)."""
+    return sorted(passes, key=lambda r: r.cpu)[(len(passes) - 1) // 2]
+
+
 async def _resync(
     manager: Manager,
     ledger: Ledger,
@@ -489,7 +487,7 @@ async def _resync(
     seq = await ledger.last()
     before = _reconciles(manager)
     profiler = cProfile.Profile() if profile is not None else None
-    collecting = GcTime()
+    collecting = GcLog()
     gc.callbacks.append(collecting)
     cpu = time.process_time()
     wall = time.perf_counter()
@@ -649,7 +647,7 @@ async def _run(
     load_start = loadavg()
     client = AsyncClient(config=KubeConfig.from_file(kubeconfig), field_manager="bench")
     ledger = Ledger(endpoint)
-    pauses = GcPauses()
+    pauses = GcLog()
     gc.callbacks.append(pauses)
     stop = asyncio.Event()
     started: asyncio.Future[runtime.Started] = asyncio.get_running_loop().create_future()
@@ -761,9 +759,7 @@ async def _run(
                 f"collection), {full.wall:.2f}s wall, {full.reconciles} reconciles, "
                 f"calls {full.calls}"
             )
-        # The median pass (the lower middle one for an even count) stands for each kind.
-        full = sorted(full_runs, key=lambda r: r.cpu)[(len(full_runs) - 1) // 2]
-        own = sorted(own_runs, key=lambda r: r.cpu)[(len(own_runs) - 1) // 2]
+        full, own = _median(full_runs), _median(own_runs)
         writes = sum(
             n for run in [*own_runs, *full_runs] for action, n in run.calls.items()
             if _is_write(action)

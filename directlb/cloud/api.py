@@ -1,8 +1,9 @@
 """Calling the CLB API: the official async SDK, throttled, retried, with task polling.
 
 :class:`SdkSender` makes one call through ``tencentcloud.clb.v20180317.clb_client_async``
-(the typed request model and method of the action) and turns every failure into a
-:class:`CloudError` carrying the cloud's code. :class:`ClbApi` wraps any sender with a token
+(the action's typed request model, the client's ``call_and_deserialize``; aiohttp under its
+httpx client, :func:`sdk_client`) and turns every failure into a :class:`CloudError`
+carrying the cloud's code. :class:`ClbApi` wraps any sender with a token
 bucket per action, retries with jittered backoff for the codes worth retrying, and waits for
 asynchronous tasks. Tests swap the sender for a fake; everything above it stays the same.
 """

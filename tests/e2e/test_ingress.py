@@ -115,6 +115,15 @@ def ingress(
     }
 
 
+def adopting_ingress(name: str, lb_id: str, *rules: dict[str, Any]) -> dict[str, Any]:
+    """An Ingress of class qcloud (by the legacy annotation) on the existing CLB ``lb_id``."""
+    annotations = {
+        "kubernetes.io/ingress.class": "qcloud",
+        "kubernetes.io/ingress.existLbId": lb_id,
+    }
+    return ingress(name, *rules, annotations=annotations, class_name=None)
+
+
 QCLOUD_CLASS = {
     "apiVersion": "networking.k8s.io/v1",
     "kind": "IngressClass",
@@ -272,6 +281,14 @@ async def warning(client: AsyncClient, name: str, reason: str) -> str | None:
 
 async def wait(predicate: Any, timeout: float = DEADLINE) -> None:
     await support.wait_until(predicate, timeout=timeout, interval=0.1)
+
+
+async def created_a_second_ago(client: AsyncClient, name: str) -> bool:
+    """creationTimestamp has a resolution of a second: once the Service ``name`` is a full
+    second old, an object created now is certainly ordered after it."""
+    obj = await client.get(Service, name, namespace=NS)
+    created = obj.metadata.creationTimestamp if obj.metadata else None
+    return created is not None and (datetime.now(UTC) - created).total_seconds() >= 1.1
 
 
 async def nodeports(client: AsyncClient, name: str) -> set[tuple[str, int]]:
@@ -552,15 +569,7 @@ async def test_adopted_clb_survives_deletion(stack: Stack) -> None:
         await support.wait_task(clb, other["RequestId"], timeout=DEADLINE)
     finally:
         await clb.close()
-    spec = ingress(
-        "adopt",
-        rule("a.example.com", path("/", "Prefix", "web")),
-        annotations={
-            "kubernetes.io/ingress.class": "qcloud",
-            "kubernetes.io/ingress.existLbId": lb_id,
-        },
-        class_name=None,
-    )
+    spec = adopting_ingress("adopt", lb_id, rule("a.example.com", path("/", "Prefix", "web")))
     await client.create(Ingress.from_dict(spec), namespace=NS)
     web_nodes = await nodeports(client, "web")
 
@@ -607,18 +616,8 @@ async def test_a_service_tcp_port_refuses_the_same_port_to_a_later_ingress_on_a_
         return [(x.Protocol, int(x.Port)) for x in found] == [("TCP", 80)]
 
     await wait(tcp_80)
-    await support.wait_until(
-        lambda: _creation_second_passed(client, "holder"), timeout=DEADLINE, interval=0.1
-    )
-    spec = ingress(
-        "later",
-        rule("a.example.com", path("/", "Prefix", "web")),
-        annotations={
-            "kubernetes.io/ingress.class": "qcloud",
-            "kubernetes.io/ingress.existLbId": lb_id,
-        },
-        class_name=None,
-    )
+    await wait(lambda: created_a_second_ago(client, "holder"))
+    spec = adopting_ingress("later", lb_id, rule("a.example.com", path("/", "Prefix", "web")))
     await client.create(Ingress.from_dict(spec), namespace=NS)
 
     async def refused() -> str | None:
@@ -629,16 +628,6 @@ async def test_a_service_tcp_port_refuses_the_same_port_to_a_later_ingress_on_a_
     assert message is not None and "Service default/holder" in message and "80" in message
     assert await warning(client, "later", "SyncLoadBalancerFailed") is None
     assert await tcp_80()
-
-
-async def _creation_second_passed(client: AsyncClient, name: str) -> bool:
-    """creationTimestamp has a resolution of a second: wait until an object created now is
-    certainly later than ``name``."""
-    obj = await client.get(Service, name, namespace=NS)
-    created = obj.metadata.creationTimestamp if obj.metadata else None
-    if created is None:
-        return False
-    return (datetime.now(UTC) - created).total_seconds() >= 1.1
 
 
 async def test_adopting_a_clb_deletes_the_one_created_for_the_ingress(stack: Stack) -> None:
